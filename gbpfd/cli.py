@@ -1,0 +1,124 @@
+"""The ``gbpfd`` command line.  Other tools drive it, so its output formats
+and exit codes are stable:
+
+* 0: success (``verify``: accepted)
+* 1: the program was rejected by the verifier, or faulted under ``exec``
+* 2: the input could not be read or parsed, or the command line is wrong
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gbpfd.errors import GbpfdError, InputError
+
+EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _cmd_asm(args) -> int:
+    from gbpfd.isa.load import load_program
+    program = load_program(args.input, section=args.section)
+    if program.maps or program.hook:
+        print(f"{args.input}: note: raw bytecode does not carry the .hook and .map "
+              "declarations; pass --hook to verify it", file=sys.stderr)
+    with open(args.output, "wb") as fh:
+        fh.write(program.to_bytes())
+    return EXIT_OK
+
+
+def _cmd_disasm(args) -> int:
+    from gbpfd.isa.disasm import disassemble
+    from gbpfd.isa.load import load_program
+    sys.stdout.write(disassemble(load_program(args.input, section=args.section)))
+    return EXIT_OK
+
+
+def _cmd_verify(args) -> int:
+    from gbpfd.isa.load import load_program
+    from gbpfd.verifier import verify
+    program = load_program(args.input, section=args.section)
+    verdict = verify(program, args.hook)
+    if verdict.accepted:
+        print(verdict.log[-1])
+        return EXIT_OK
+    print("\n".join(verdict.log), file=sys.stderr)
+    return EXIT_REJECTED
+
+
+def _parse_hex(text: str, what: str) -> bytes:
+    digits = "".join(text.split())
+    if digits.startswith(("0x", "0X")):
+        digits = digits[2:]
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        raise InputError(f"{what} is not hex: {text.strip()[:40]!r}") from None
+
+
+def _cmd_exec(args) -> int:
+    """The bpf_conformance plugin protocol: program hex on stdin, memory hex
+    as the argument, r0 in hex on stdout; no verification."""
+    from gbpfd.isa.load import program_from_bytes
+    from gbpfd.vm.memory import RID_INPUT, address, build_memory
+    from gbpfd.vm.status import OK, REASONS
+    program = program_from_bytes(_parse_hex(sys.stdin.read(), "program"), path="<stdin>")
+    mem = _parse_hex(args.memory, "memory") if args.memory else b""
+    if args.vm == "fast":
+        from gbpfd.vm.fast import run
+    else:
+        from gbpfd.vm.reference import run
+    memory = build_memory(program.maps, input_mem=mem)
+    result = run(program, memory, args=(address(RID_INPUT, 0), len(mem)), fuel=args.fuel)
+    if result.status != OK:
+        print(f"insn {result.pc}: {REASONS[result.status]}", file=sys.stderr)
+        return EXIT_REJECTED
+    print(format(result.r0, "x"))
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gbpfd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def program_command(name: str, help_: str):
+        cmd = sub.add_parser(name, help=help_)
+        cmd.add_argument("input", help="a .s/.asm text, .bin raw bytecode or ELF .o file")
+        cmd.add_argument("--section", help="program section of an ELF object with several")
+        return cmd
+
+    cmd = program_command("asm", "assemble (or extract) a program into raw bytecode")
+    cmd.add_argument("-o", "--output", required=True, help="the .bin file to write")
+    cmd.set_defaults(run=_cmd_asm)
+    program_command("disasm", "print a program as assembler text").set_defaults(run=_cmd_disasm)
+    cmd = program_command("verify", "verify a program for a hook (exit 0 accepted, 1 rejected)")
+    cmd.add_argument("--hook", help="hook to verify for (default: the program's own)")
+    cmd.set_defaults(run=_cmd_verify)
+    cmd = sub.add_parser("exec", help="run bytecode from stdin without verification "
+                                      "(bpf_conformance plugin protocol)")
+    cmd.add_argument("memory", nargs="?", default="", help="input memory as one hex string")
+    cmd.add_argument("--vm", choices=("reference", "fast"), default="reference")
+    cmd.add_argument("--fuel", type=int, default=1_000_000, help="instruction limit")
+    cmd.set_defaults(run=_cmd_exec)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as err:  # argparse already printed the usage error
+        return EXIT_BAD_INPUT if err.code else EXIT_OK
+    try:
+        return args.run(args)
+    except InputError as err:
+        print(f"gbpfd {args.command}: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except GbpfdError as err:
+        print(f"gbpfd {args.command}: {err}", file=sys.stderr)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

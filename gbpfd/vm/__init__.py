@@ -1,0 +1,1 @@
+"""Interpreters: the bounds-checked reference VM (the oracle) and the fast VM."""
