@@ -1,0 +1,224 @@
+"""Structural checks and the control-flow graph.
+
+Termination rule: control flow must be acyclic.  Every jump goes strictly
+forward (a jump to itself or to an earlier slot is a back-edge and is
+refused), local calls may not recurse, and so every run ends within the
+longest path through the graph, which is the program's cost.  There are no
+loops, bounded or not: a policy that needs one unrolls it.
+
+Functions are contiguous: slot 0 starts the entry function, every local call
+target starts another, and a function runs up to the next start.  Jumps stay
+inside their function, and no path may run past the function's last slot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gbpfd.errors import FieldError
+from gbpfd.isa.abi import HELPERS, LIMITS, Hook
+from gbpfd.isa.disasm import RELATIVE_KINDS
+from gbpfd.isa.insn import decode
+from gbpfd.isa.program import Program
+from gbpfd.isa.table import Row
+from gbpfd.verifier.state import FP
+
+# classes whose instructions write their dst register
+_WRITES_DST = frozenset({"alu", "alu64", "ldx", "ld"})
+_ENDS_PATH = frozenset({"exit", "ja", "ja32"})
+
+
+class StructureError(Exception):
+    """A defect found before interpretation; ``index`` is None for the whole program."""
+
+    def __init__(self, index: int | None, reason: str):
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
+@dataclass
+class Layout:
+    rows: list            # per slot: its Row, or None for an lddw's second slot
+    targets: dict         # slot -> jump target (jumps) or callee start (local calls)
+    func_starts: list     # sorted function start slots; [0] is the entry
+    prune_points: frozenset  # slots reached by more than one edge
+    cost: int             # worst-case path length of the entry function, calls included
+
+
+def _decode_all(program: Program, hook: Hook) -> list:
+    insns, maps = program.insns, program.maps
+    rows: list = [None] * len(insns)
+    i = 0
+    while i < len(insns):
+        try:
+            row = decode(insns[i])
+        except FieldError as err:
+            raise StructureError(i, err.reason) from None
+        rows[i] = row
+        _check_fields(program, hook, i, row)
+        if row.slots == 2:
+            if i + 1 >= len(insns):
+                raise StructureError(i, "lddw is the last slot (its second slot is missing)")
+            second = insns[i + 1]
+            if (second.opcode, second.dst, second.src, second.off) != (0, 0, 0, 0):
+                raise StructureError(i, "malformed lddw second slot (expected opcode 0 and dst, src, off 0)")
+            _check_map_ref(maps, i, row, insns[i].imm, second.imm)
+        i += row.slots
+    return rows
+
+
+def _check_fields(program: Program, hook: Hook, i: int, row: Row) -> None:
+    insn = program.insns[i]
+    if row.cls in _WRITES_DST and "dst" in row.operands and insn.dst == FP:
+        raise StructureError(i, "R10 is read-only (the frame pointer)")
+    if row.op == "call":
+        if insn.imm not in HELPERS:
+            raise StructureError(i, f"unknown helper {insn.imm}")
+        if insn.imm not in hook.helpers:
+            raise StructureError(i, f"helper {insn.imm} ({HELPERS[insn.imm].name}) "
+                                    f"is not allowed for hook {hook.name}")
+
+
+def _check_map_ref(maps, i: int, row: Row, index: int, second_imm: int) -> None:
+    if row.op not in ("lddw_map", "lddw_map_value"):
+        return
+    if not 0 <= index < len(maps):
+        raise StructureError(i, f"lddw map index {index} out of range (program declares {len(maps)} maps)")
+    if row.op == "lddw_map" and second_imm != 0:
+        raise StructureError(i, f"lddw map:{maps[index].name} has a non-zero second imm {second_imm}")
+    if row.op == "lddw_map_value" and not 0 <= second_imm < maps[index].value_size:
+        raise StructureError(i, f"lddw map_value offset {second_imm} is outside map '{maps[index].name}' "
+                                f"(value_size {maps[index].value_size})")
+
+
+def _relative_target(program: Program, i: int, row: Row) -> tuple[str, int] | None:
+    for kind in row.operands:
+        if kind in RELATIVE_KINDS:
+            return kind, i + 1 + getattr(program.insns[i], RELATIVE_KINDS[kind])
+    return None
+
+
+def _targets(program: Program, rows: list) -> dict:
+    n = len(rows)
+    targets = {}
+    for i, row in enumerate(rows):
+        found = row and _relative_target(program, i, row)
+        if not found:
+            continue
+        kind, t = found
+        what = "call" if kind == "local" else "jump"
+        if not 0 <= t < n:
+            raise StructureError(i, f"{what} out of range from insn {i} to {t}")
+        if what == "jump" and t <= i:
+            raise StructureError(i, f"back-edge from insn {i} to insn {t}")
+        if rows[t] is None:
+            raise StructureError(i, f"{what} into the middle of lddw from insn {i} to {t}")
+        targets[i] = t
+    return targets
+
+
+def _successors(rows: list, targets: dict, i: int) -> list[int]:
+    row = rows[i]
+    nxt = [] if row.op in _ENDS_PATH else [i + row.slots]
+    if i in targets and row.op != "call_local":
+        nxt.append(targets[i])
+    return nxt
+
+
+def _function_end(starts: list, i: int, n: int) -> int:
+    return next((s for s in starts if s > i), n)
+
+
+def _check_flow(rows: list, targets: dict, starts: list) -> frozenset:
+    """Edges stay in their function, every slot is reached; returns the join points."""
+    n = len(rows)
+    incoming = [0] * n
+    reached = [False] * n
+    for start in starts:
+        end = _function_end(starts, start, n)
+        todo, reached[start] = [start], True
+        while todo:
+            i = todo.pop()
+            for t in _successors(rows, targets, i):
+                if t >= end:
+                    where = "program" if end == n else "function"
+                    if t == i + rows[i].slots:
+                        raise StructureError(i, f"insn {i} falls off the end of the {where}")
+                    raise StructureError(i, f"jump from insn {i} to {t} leaves its function "
+                                            f"(insns {start}..{end - 1})")
+                incoming[t] += 1
+                if not reached[t]:
+                    reached[t] = True
+                    todo.append(t)
+    for i, row in enumerate(rows):
+        if row is not None and not reached[i]:
+            raise StructureError(i, f"unreachable insn {i}")
+    return frozenset(i for i in range(n) if incoming[i] > 1)
+
+
+def _callees(rows: list, targets: dict, starts: list, start: int) -> list[tuple[int, int]]:
+    end = _function_end(starts, start, len(rows))
+    return [(i, targets[i]) for i in range(start, end)
+            if rows[i] is not None and rows[i].op == "call_local"]
+
+
+def _check_calls(rows: list, targets: dict, starts: list) -> None:
+    """No recursion, and no call chain deeper than the stack frames."""
+    depth: dict[int, int] = {}
+    active: set[int] = set()
+
+    def visit(f: int) -> int:
+        if f in depth:
+            return depth[f]
+        active.add(f)
+        deepest = 0
+        for site, callee in _callees(rows, targets, starts, f):
+            if callee in active:
+                raise StructureError(site, f"recursive call from insn {site} to function at insn {callee}")
+            deepest = max(deepest, visit(callee))
+        active.discard(f)
+        depth[f] = deepest + 1
+        return depth[f]
+
+    for f in starts:
+        visit(f)
+    if depth[0] > LIMITS.max_call_depth:
+        raise StructureError(None, f"call chain too deep: {depth[0]} frames "
+                                   f"(limit {LIMITS.max_call_depth})")
+
+
+def _cost(rows: list, targets: dict, starts: list) -> int:
+    """Longest path of the entry function in executed instructions, callees included."""
+    n = len(rows)
+    fcost: dict[int, int] = {}
+
+    def cost_of(f: int) -> int:
+        if f not in fcost:
+            end = _function_end(starts, f, n)
+            longest = [0] * (end - f + 2)
+            for i in range(end - 1, f - 1, -1):
+                if rows[i] is None:
+                    continue
+                extra = cost_of(targets[i]) if rows[i].op == "call_local" else 0
+                tail = max((longest[t - f] for t in _successors(rows, targets, i)), default=0)
+                longest[i - f] = 1 + extra + tail
+            fcost[f] = longest[0]
+        return fcost[f]
+    return cost_of(0)
+
+
+def check_structure(program: Program, hook: Hook) -> Layout:
+    n = len(program.insns)
+    if n == 0:
+        raise StructureError(None, "program is empty")
+    if n > LIMITS.max_insns:
+        raise StructureError(None, f"program has {n} insns, more than the limit of {LIMITS.max_insns}")
+    rows = _decode_all(program, hook)
+    targets = _targets(program, rows)
+    starts = sorted({0} | {t for i, t in targets.items() if rows[i].op == "call_local"})
+    joins = _check_flow(rows, targets, starts)
+    _check_calls(rows, targets, starts)
+    cost = _cost(rows, targets, starts)
+    if cost > hook.budget:
+        raise StructureError(None, f"program cost {cost} exceeds the {hook.name} budget of "
+                                   f"{hook.budget} instructions")
+    return Layout(rows, targets, starts, joins, cost)

@@ -1,0 +1,61 @@
+"""The verifier case files: tests/verifier/cases/*.data.
+
+A file holds cases, each introduced by ``=== NAME``, with sections:
+``-- asm`` (the program, assembler text), then either ``-- accept`` (the
+program must be accepted; a line under it is the exact final log line) or
+``-- error`` (the exact error line, and optionally the register-state line).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gbpfd.isa.asm import assemble
+from gbpfd.verifier import verify
+
+CASES_DIR = Path(__file__).parent / "cases"
+
+
+def _parse(path: Path) -> list[tuple[str, dict[str, list[str]]]]:
+    cases: list = []
+    section = None
+    for line in path.read_text().splitlines():
+        if line.startswith("=== "):
+            cases.append((line[4:].strip(), {}))
+            section = None
+        elif line.startswith("-- "):
+            section = line[3:].strip()
+            cases[-1][1][section] = []
+        elif section is not None and (line.strip() or section == "asm"):
+            cases[-1][1][section].append(line)
+    return cases
+
+
+def _all_cases():
+    for path in sorted(CASES_DIR.glob("*.data")):
+        for name, sections in _parse(path):
+            yield pytest.param(path, name, sections, id=f"{path.stem}:{name}")
+
+
+@pytest.mark.parametrize("path, name, sections", list(_all_cases()))
+def test_case(path, name, sections):
+    assert "asm" in sections and ("accept" in sections) != ("error" in sections), \
+        f"{path.name}: case {name} needs -- asm and one of -- accept / -- error"
+    program = assemble("\n".join(sections["asm"]), f"{path.name}:{name}")
+    verdict = verify(program)
+    if "accept" in sections:
+        assert verdict.accepted, "\n".join(verdict.log)
+        assert verdict.error is None
+        if sections["accept"]:
+            assert verdict.log[-1] == sections["accept"][0]
+    else:
+        assert not verdict.accepted
+        expected = sections["error"]
+        assert verdict.error == expected[0], "\n".join(verdict.log)
+        assert list(verdict.log[:len(expected)]) == expected
+
+
+def test_case_files_exist_and_parse():
+    cases = list(_all_cases())
+    assert len(cases) >= 40
