@@ -36,3 +36,13 @@ def stand_in_device(cc: tuple[int, int] = TARGET_CC):
             vars(cuda_paths.get_cuda_paths).pop("_cached_result", None)
         else:
             cuda_paths.get_cuda_paths._cached_result = cached
+
+
+def nvvm_missing_reason() -> str | None:
+    """Why PTX cannot be made here (no NVVM library found), or None."""
+    from numba.cuda.cudadrv import nvvm
+    try:
+        nvvm.NVVM()
+    except Exception as err:  # NvvmSupportError, or a loader error for a broken install
+        return f"NVVM is not available: {err}"
+    return None

@@ -5,7 +5,7 @@ import pytest
 
 from gbpfd.vm import interp
 
-from .cuda_stub import TARGET_CC, stand_in_device
+from .cuda_stub import TARGET_CC, nvvm_missing_reason, stand_in_device
 
 cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
 
@@ -23,6 +23,9 @@ def _kernel():
 def test_execute_compiles_to_ptx():
     from numba import types
 
+    reason = nvvm_missing_reason()
+    if reason:
+        pytest.skip(reason)
     i64, u64 = types.int64, types.uint64
     sig = (i64[:, :], i64, u64[:], u64[:, :], types.uint8[:], i64[:], i64[:], i64[:], i64[:], i64[:],
            i64[:], i64, i64, u64, i64[:], i64[:])
