@@ -9,15 +9,12 @@ exact only when the computation cannot wrap; otherwise it is [0, 2^32-1].
 """
 from __future__ import annotations
 
+from gbpfd.isa.semantics import ALU as CONCRETE, JUMP as CONCRETE_JUMP, to_signed
+
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 S64_MIN = -(1 << 63)
 S64_MAX = (1 << 63) - 1
-
-
-def to_signed(value: int, width: int = 64) -> int:
-    value &= (1 << width) - 1
-    return value - (1 << width) if value >> (width - 1) else value
 
 
 class Scalar:
@@ -104,52 +101,6 @@ def of_width(bits: int, *, signed: bool = False) -> Scalar:
     if signed:
         return signed_range(-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     return unsigned_range(0, (1 << bits) - 1)
-
-
-# ------------------------------------------------------------ concrete semantics
-# RFC 9669 on operands already cut to the width (unsigned); callers cut the result.
-
-def _trunc_div(a: int, b: int) -> int:
-    q = abs(a) // abs(b)
-    return -q if (a < 0) != (b < 0) else q
-
-
-def _smod(a: int, b: int, w: int) -> int:
-    sa, sb = to_signed(a, w), to_signed(b, w)
-    return sa - _trunc_div(sa, sb) * sb
-
-
-CONCRETE = {
-    "add": lambda a, b, w: a + b,
-    "sub": lambda a, b, w: a - b,
-    "mul": lambda a, b, w: a * b,
-    "div": lambda a, b, w: a // b if b else 0,
-    "sdiv": lambda a, b, w: _trunc_div(to_signed(a, w), to_signed(b, w)) if b else 0,
-    "mod": lambda a, b, w: a % b if b else a,
-    "smod": lambda a, b, w: _smod(a, b, w) if b else a,
-    "or": lambda a, b, w: a | b,
-    "and": lambda a, b, w: a & b,
-    "xor": lambda a, b, w: a ^ b,
-    "lsh": lambda a, b, w: a << (b & (w - 1)),
-    "rsh": lambda a, b, w: a >> (b & (w - 1)),
-    "arsh": lambda a, b, w: to_signed(a, w) >> (b & (w - 1)),
-    "mov": lambda a, b, w: b,
-    "neg": lambda a, b, w: -a,
-}
-
-CONCRETE_JUMP = {
-    "jeq": lambda a, b, w: a == b,
-    "jne": lambda a, b, w: a != b,
-    "jgt": lambda a, b, w: a > b,
-    "jge": lambda a, b, w: a >= b,
-    "jlt": lambda a, b, w: a < b,
-    "jle": lambda a, b, w: a <= b,
-    "jset": lambda a, b, w: bool(a & b),
-    "jsgt": lambda a, b, w: to_signed(a, w) > to_signed(b, w),
-    "jsge": lambda a, b, w: to_signed(a, w) >= to_signed(b, w),
-    "jslt": lambda a, b, w: to_signed(a, w) < to_signed(b, w),
-    "jsle": lambda a, b, w: to_signed(a, w) <= to_signed(b, w),
-}
 
 
 # ------------------------------------------------------------------ ALU ranges

@@ -23,6 +23,7 @@ from __future__ import annotations
 from gbpfd.errors import FieldError
 from gbpfd.isa.abi import HELPERS, LIMITS, RECORDS
 from gbpfd.isa.insn import decode
+from gbpfd.isa.semantics import ALU, JUMP, to_signed
 from gbpfd.vm import status
 from gbpfd.vm.memory import (MAP_HANDLE_RID, NREGIONS, OFFSET_MASK, PERM_R, PERM_W, REGION_SHIFT,
                              RID_COUNTERS, RID_QUOTA, Memory, address, stack_top)
@@ -43,71 +44,8 @@ def _mask(width: int) -> int:
     return (1 << width) - 1
 
 
-def _signed(value: int, width: int) -> int:
-    value &= _mask(width)
-    return value - (1 << width) if value >> (width - 1) else value
-
-
-def _trunc_div(a: int, b: int) -> int:
-    """C division: the quotient rounds toward zero."""
-    q = abs(a) // abs(b)
-    return -q if (a < 0) != (b < 0) else q
-
-
 def _bswap(value: int, bits: int) -> int:
     return int.from_bytes((value & _mask(bits)).to_bytes(bits // 8, "little"), "big")
-
-
-def _div(a, b, w):
-    return a // b if b else 0
-
-
-def _sdiv(a, b, w):
-    return _trunc_div(_signed(a, w), _signed(b, w)) if b else 0
-
-
-def _mod(a, b, w):
-    return a % b if b else a
-
-
-def _smod(a, b, w):
-    if not b:
-        return a
-    sa, sb = _signed(a, w), _signed(b, w)
-    return sa - _trunc_div(sa, sb) * sb
-
-
-# Binary ALU ops on operands already cut to the width; results are cut after.
-_ALU = {
-    "add": lambda a, b, w: a + b,
-    "sub": lambda a, b, w: a - b,
-    "mul": lambda a, b, w: a * b,
-    "div": _div,
-    "sdiv": _sdiv,
-    "mod": _mod,
-    "smod": _smod,
-    "or": lambda a, b, w: a | b,
-    "and": lambda a, b, w: a & b,
-    "xor": lambda a, b, w: a ^ b,
-    "lsh": lambda a, b, w: a << (b & (w - 1)),
-    "rsh": lambda a, b, w: a >> (b & (w - 1)),
-    "arsh": lambda a, b, w: _signed(a, w) >> (b & (w - 1)),
-    "mov": lambda a, b, w: b,
-}
-
-_JUMP = {
-    "jeq": lambda a, b, w: a == b,
-    "jne": lambda a, b, w: a != b,
-    "jgt": lambda a, b, w: a > b,
-    "jge": lambda a, b, w: a >= b,
-    "jlt": lambda a, b, w: a < b,
-    "jle": lambda a, b, w: a <= b,
-    "jset": lambda a, b, w: bool(a & b),
-    "jsgt": lambda a, b, w: _signed(a, w) > _signed(b, w),
-    "jsge": lambda a, b, w: _signed(a, w) >= _signed(b, w),
-    "jslt": lambda a, b, w: _signed(a, w) < _signed(b, w),
-    "jsle": lambda a, b, w: _signed(a, w) <= _signed(b, w),
-}
 
 
 def _slot_kinds(insns) -> list:
@@ -244,22 +182,20 @@ class _Machine:
         op, regs = row.op, self.regs
         next_pc = self.pc + row.slots
         width = row.width
-        if op in _ALU or op == "neg" or op.startswith("movsx"):
+        if op in ALU or op.startswith("movsx"):
             if row.uses_reg_source:
                 operand = regs[insn.src]
             else:
                 operand = insn.imm & MASK64  # sign-extends; cut to 32 bits below
             a, b = regs[insn.dst] & _mask(width), operand & _mask(width)
-            if op == "neg":
-                value = -a
-            elif op.startswith("movsx"):
-                value = _signed(operand, row.pinned[1])
+            if op.startswith("movsx"):
+                value = to_signed(operand, row.pinned[1])
             else:
-                value = _ALU[op](a, b, width)
+                value = ALU[op](a, b, width)
             regs[insn.dst] = value & _mask(width)
-        elif op in _JUMP:
+        elif op in JUMP:
             b = regs[insn.src] if row.uses_reg_source else insn.imm & MASK64
-            if _JUMP[op](regs[insn.dst] & _mask(width), b & _mask(width), width):
+            if JUMP[op](regs[insn.dst] & _mask(width), b & _mask(width), width):
                 next_pc += insn.off
         elif op == "ja":
             next_pc += insn.off
@@ -269,7 +205,7 @@ class _Machine:
             regs[insn.dst] = self.load((regs[insn.src] + insn.off) & MASK64, row.size)
         elif op == "ldxsx":
             value = self.load((regs[insn.src] + insn.off) & MASK64, row.size)
-            regs[insn.dst] = _signed(value, row.size * 8) & MASK64
+            regs[insn.dst] = to_signed(value, row.size * 8) & MASK64
         elif op == "st":
             self.store((regs[insn.dst] + insn.off) & MASK64, row.size, insn.imm)
         elif op == "stx":
