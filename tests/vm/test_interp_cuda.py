@@ -7,7 +7,8 @@ from gbpfd.vm import interp
 
 from .cuda_stub import TARGET_CC, nvvm_missing_reason, stand_in_device
 
-cuda = pytest.importorskip("numba.cuda", reason="numba-cuda is not installed")
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
+cuda = pytest.importorskip("numba.cuda")
 
 
 def _kernel():
