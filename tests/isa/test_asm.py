@@ -11,26 +11,10 @@ from gbpfd.isa.asm import assemble
 from gbpfd.isa.program import MapDef
 from gbpfd.isa.table import BY_MNEMONIC
 
+from case_files import load_cases
+
 CASES_DIR = Path(__file__).parent / "asm_cases"
 POLICIES_DIR = Path(__file__).parents[2] / "gbpfd" / "policies"
-
-
-def load_cases(path: Path) -> list[tuple[str, dict[str, str]]]:
-    """Split a .data file into cases: ``=== title`` starts one, ``-- section``
-    starts a section within it; text before the first case is a comment."""
-    cases: list[tuple[str, dict[str, list[str]]]] = []
-    section = None
-    for line in path.read_text().splitlines():
-        if line.startswith("=== "):
-            cases.append((line[4:].strip(), {}))
-            section = None
-        elif line.startswith("-- ") and cases:
-            section = line[3:].strip()
-            cases[-1][1][section] = []
-        elif section is not None:
-            cases[-1][1][section].append(line)
-    return [(title, {k: "\n".join(v).strip("\n") for k, v in sections.items()})
-            for title, sections in cases]
 
 
 def _params():

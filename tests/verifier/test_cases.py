@@ -14,27 +14,16 @@ import pytest
 from gbpfd.isa.asm import assemble
 from gbpfd.verifier import verify
 
+from case_files import load_cases
+
 CASES_DIR = Path(__file__).parent / "cases"
-
-
-def _parse(path: Path) -> list[tuple[str, dict[str, list[str]]]]:
-    cases: list = []
-    section = None
-    for line in path.read_text().splitlines():
-        if line.startswith("=== "):
-            cases.append((line[4:].strip(), {}))
-            section = None
-        elif line.startswith("-- "):
-            section = line[3:].strip()
-            cases[-1][1][section] = []
-        elif section is not None and (line.strip() or section == "asm"):
-            cases[-1][1][section].append(line)
-    return cases
 
 
 def _all_cases():
     for path in sorted(CASES_DIR.glob("*.data")):
-        for name, sections in _parse(path):
+        for name, text in load_cases(path):
+            sections = {k: [line for line in v.splitlines() if line.strip() or k == "asm"]
+                        for k, v in text.items()}
             yield pytest.param(path, name, sections, id=f"{path.stem}:{name}")
 
 

@@ -9,6 +9,8 @@ from gbpfd.isa.abi import LIMITS, RECORDS
 from gbpfd.vm import fast, reference
 from gbpfd.vm.memory import RID_INPUT, Memory, address, build_memory
 
+from case_files import load_cases
+
 CASES_DIR = Path(__file__).parent / "cases"
 NOW_NS = 0x0123456789ABCDEF  # what ktime_get_ns returns in the cases
 VMS = {"reference": reference.run, "fast": fast.run}
@@ -17,25 +19,6 @@ VMS = {"reference": reference.run, "fast": fast.run}
 def quota_pattern() -> bytes:
     """Quota snapshot whose byte i is i % 251, so every field reads a distinct value."""
     return bytes(i % 251 for i in range(RECORDS["quota"].size * LIMITS.max_tenants))
-
-
-def load_cases(path: Path) -> list[tuple[str, dict[str, str]]]:
-    """``=== title`` starts a case, ``-- section`` a section in it (bpf_conformance
-    sections: asm, mem, result, error; plus fuel); text before the first case
-    is a comment."""
-    cases: list[tuple[str, dict[str, list[str]]]] = []
-    section = None
-    for line in path.read_text().splitlines():
-        if line.startswith("=== "):
-            cases.append((line[4:].strip(), {}))
-            section = None
-        elif line.startswith("-- ") and cases:
-            section = line[3:].strip()
-            cases[-1][1][section] = []
-        elif section is not None:
-            cases[-1][1][section].append(line)
-    return [(title, {k: "\n".join(v).strip("\n") for k, v in sections.items()})
-            for title, sections in cases]
 
 
 def exec_memory(program, mem: bytes) -> Memory:
