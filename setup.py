@@ -5,17 +5,17 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-SHARED_FOLDERS = ("isa",)
+SHARED_FOLDERS = ("isa", "host_bridge", "quotas")
 
 
 class BuildPyWithSharedData(build_py):
     def run(self):
         super().run()
         for folder in SHARED_FOLDERS:
-            target = Path(self.build_lib, "gbpfd", "_shared", folder)
-            self.mkpath(str(target))
-            for source in sorted(Path(folder).glob("*.toml")):
-                self.copy_file(str(source), str(target / source.name))
+            for source in sorted(Path(folder).rglob("*.toml")):
+                target = Path(self.build_lib, "gbpfd", "_shared", source)
+                self.mkpath(str(target.parent))
+                self.copy_file(str(source), str(target))
 
 
 setup(cmdclass={"build_py": BuildPyWithSharedData})

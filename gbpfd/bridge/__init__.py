@@ -1,0 +1,1 @@
+"""The host bridge: the memory the host and the control CTA share."""
