@@ -109,6 +109,10 @@ struct gbpfd_tick_ctx {
 	__u32 queued_ctas; /* read-only: this tenant's CTAs waiting for admission */
 	__u32 cta_tokens; /* read-write: this tenant's CTA tokens; the value left here is kept */
 	__u32 epoch; /* read-only: quota snapshot epoch */
+	__u32 total_running; /* read-only: CTAs of all tenants running now */
+	__u32 total_slots; /* read-only: CTA slots of the worker SMs */
+	__u32 be_weight_sum; /* read-only: sum of the weights of the best-effort tenants active in the last activity window */
+	__u32 lc_reserved; /* read-only: sum of max_ctas over the latency-critical tenants: the slots held back for them */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, now_ns) == 0 && sizeof(((struct gbpfd_tick_ctx *)0)->now_ns) == 8, "gbpfd_tick_ctx.now_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, dt_ns) == 8 && sizeof(((struct gbpfd_tick_ctx *)0)->dt_ns) == 8, "gbpfd_tick_ctx.dt_ns layout");
@@ -118,6 +122,10 @@ _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, running_ctas) == 24 && 
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, queued_ctas) == 28 && sizeof(((struct gbpfd_tick_ctx *)0)->queued_ctas) == 4, "gbpfd_tick_ctx.queued_ctas layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, cta_tokens) == 32 && sizeof(((struct gbpfd_tick_ctx *)0)->cta_tokens) == 4, "gbpfd_tick_ctx.cta_tokens layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, epoch) == 36 && sizeof(((struct gbpfd_tick_ctx *)0)->epoch) == 4, "gbpfd_tick_ctx.epoch layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, total_running) == 40 && sizeof(((struct gbpfd_tick_ctx *)0)->total_running) == 4, "gbpfd_tick_ctx.total_running layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, total_slots) == 44 && sizeof(((struct gbpfd_tick_ctx *)0)->total_slots) == 4, "gbpfd_tick_ctx.total_slots layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, be_weight_sum) == 48 && sizeof(((struct gbpfd_tick_ctx *)0)->be_weight_sum) == 4, "gbpfd_tick_ctx.be_weight_sum layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, lc_reserved) == 52 && sizeof(((struct gbpfd_tick_ctx *)0)->lc_reserved) == 4, "gbpfd_tick_ctx.lc_reserved layout");
 
 /* ---- hook cta_admit: runs for each admission request that found no token; decides admit or defer; returns 1 = admit one CTA now, 0 = defer (the request is asked again next tick) */
 struct gbpfd_cta_admit_ctx {
@@ -131,6 +139,8 @@ struct gbpfd_cta_admit_ctx {
 	__u32 total_running; /* read-only: CTAs of all tenants running now */
 	__u32 total_slots; /* read-only: CTA slots of the worker SMs */
 	__u32 place_sm; /* read-write: SM to place the CTA on; -1 (the default) = anywhere */
+	__u32 be_weight_sum; /* read-only: sum of the weights of the best-effort tenants active in the last activity window */
+	__u32 lc_reserved; /* read-only: sum of max_ctas over the latency-critical tenants: the slots held back for them */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, now_ns) == 0 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->now_ns) == 8, "gbpfd_cta_admit_ctx.now_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, wait_ns) == 8 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->wait_ns) == 8, "gbpfd_cta_admit_ctx.wait_ns layout");
@@ -142,6 +152,8 @@ _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, cta_tokens) == 32 
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, total_running) == 36 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->total_running) == 4, "gbpfd_cta_admit_ctx.total_running layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, total_slots) == 40 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->total_slots) == 4, "gbpfd_cta_admit_ctx.total_slots layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, place_sm) == 44 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->place_sm) == 4, "gbpfd_cta_admit_ctx.place_sm layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, be_weight_sum) == 48 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->be_weight_sum) == 4, "gbpfd_cta_admit_ctx.be_weight_sum layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, lc_reserved) == 52 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->lc_reserved) == 4, "gbpfd_cta_admit_ctx.lc_reserved layout");
 
 /* ---- hook dma_tick: runs once per tenant each DMA epoch; refills the tenant's paced-copy byte tokens; returns 0 */
 struct gbpfd_dma_tick_ctx {
@@ -208,7 +220,7 @@ static __s64 (*gbpfd_map_update_elem)(void *map, const void *key, const void *va
 static __s64 (*gbpfd_ktime_get_ns)(void) = (void *) 3;
 /* quota record field number arg2 (in records.quota order) of tenant arg1, zero-extended; 0 for a tenant or field out of range */
 static __s64 (*gbpfd_quota_read)(__u64 arg1, __u64 arg2) = (void *) 4;
-/* returns its argument; the plane also writes it to the event ring as a trace record */
+/* returns its argument (for tests and the bpf_conformance protocol); the plane does not record it yet */
 static __s64 (*gbpfd_trace)(__u64 arg1) = (void *) 5;
 /* add arg3 to policy counter arg2 (0-7) of tenant arg1, atomically; returns 0, or -22 (EINVAL) for a tenant or counter out of range */
 static __s64 (*gbpfd_counter_add)(__u64 arg1, __u64 arg2, __u64 arg3) = (void *) 6;
