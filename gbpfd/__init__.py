@@ -1,3 +1,28 @@
 """gbpfd: the device side of an extensible GPU policy plane."""
 
 __version__ = "0.1.0"
+
+__all__ = ["Plane", "PlaneOptions", "Periods", "admit", "paced_copy", "warp_gate", "load_quotas"]
+
+
+def __getattr__(name: str):
+    # Lazy: importing gbpfd must not compile device code or touch a GPU.
+    if name == "Plane":
+        from gbpfd.plane.plane import Plane
+        return Plane
+    if name == "PlaneOptions":
+        from gbpfd.plane.options import PlaneOptions
+        return PlaneOptions
+    if name == "Periods":
+        from gbpfd.plane.arrays import Periods
+        return Periods
+    if name in ("admit", "paced_copy"):
+        from gbpfd import admission as module
+        return getattr(module, name)
+    if name == "warp_gate":
+        from gbpfd.device.admit_kernels import warp_gate
+        return warp_gate
+    if name == "load_quotas":
+        from gbpfd.quotas.load import load_quotas
+        return load_quotas
+    raise AttributeError(f"module 'gbpfd' has no attribute {name!r}")

@@ -33,7 +33,7 @@ MAP_HANDLE_RID = 0xFF
 PERM_R = 1
 PERM_W = 2
 MAP_KIND_ID = {name: kind.id for name, kind in MAP_KINDS.items()}
-_ALIASED = {"quota": RID_QUOTA, "counters": RID_COUNTERS}
+ALIASED_RID = {"quota": RID_QUOTA, "counters": RID_COUNTERS}
 
 
 def address(rid: int, offset: int) -> int:
@@ -90,7 +90,7 @@ def build_memory(maps=(), *, ctx: bytes = b"", input_mem: bytes = b"",
     map_value_size = np.zeros(LIMITS.max_maps, np.int64)
     map_entries = np.zeros(LIMITS.max_maps, np.int64)
     for i, m in enumerate(maps):
-        rid = _ALIASED.get(m.kind, RID_MAP0 + i)
+        rid = ALIASED_RID.get(m.kind, RID_MAP0 + i)
         if rid == RID_MAP0 + i:
             data = m.initial if m.initial is not None else bytes(m.value_size * m.max_entries)
             contents[rid] = (data, PERM_R | PERM_W)

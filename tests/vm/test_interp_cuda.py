@@ -5,7 +5,7 @@ import pytest
 
 from gbpfd.vm import interp
 
-from .cuda_stub import TARGET_CC, nvvm_missing_reason, stand_in_device
+from cuda_stub import TARGET_CC, nvvm_missing_reason, stand_in_device
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
 cuda = pytest.importorskip("numba.cuda")

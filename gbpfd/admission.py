@@ -1,0 +1,137 @@
+"""``gbpfd.admit``: put a kernel under the plane's admission control.
+
+Gate mode wraps an unchanged kernel: each CTA passes ``cta_enter`` before
+its body and ``cta_exit`` after (a waiting CTA holds its SM slot).
+Persistent-worker mode launches as many worker CTAs as fit on the GPU;
+each pulls logical blocks while admission grants them, so a denied tenant
+holds no SM slot.  **Persistent mode needs one change to the kernel: it
+takes its logical block index as its first parameter, ``block``, instead
+of reading ``cuda.blockIdx``.**
+
+A kernel that takes a parameter named ``gate`` gets it filled by the
+plane (do not pass it); ``gbpfd.warp_gate(gate)`` in its loops is then a
+yield point that honours the tenant's warp cap.
+
+Admitted kernels run on the GPU backend.  On the simulated device, model
+the same work with ``plane.device.launch(...)``.
+"""
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+
+from gbpfd.errors import GbpfdError
+
+MODES = ("gate", "persistent")
+
+
+class AdmitError(GbpfdError):
+    """A kernel or launch the plane refuses, with what to change."""
+
+
+def admit(plane, tenant: str, *, mode: str = "gate", workers: int | None = None):
+    """Decorator: ``@gbpfd.admit(plane, tenant="train")`` above ``@cuda.jit``
+    (or a plain function); launch as usual with ``kernel[grid, block](...)``
+    (persistent mode: ``grid`` is the number of logical blocks)."""
+    def wrap(kernel):
+        return AdmittedKernel(plane, tenant, kernel, mode=mode, workers=workers)
+    return wrap
+
+
+class AdmittedKernel:
+    def __init__(self, plane, tenant: str, kernel, *, mode: str = "gate", workers: int | None = None):
+        if mode not in MODES:
+            raise AdmitError(f"admit: mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise AdmitError(f"admit: workers must be a positive integer, got {workers!r}")
+        self.plane, self.mode, self.workers = plane, mode, workers
+        self.tenant_index = plane.quotas.index(tenant)  # names the known tenants when it is missing
+        self.tenant = tenant
+        self.body = getattr(kernel, "py_func", kernel)
+        self.params = list(inspect.signature(self.body).parameters)
+        self.name = self.body.__name__
+        if mode == "persistent":
+            self._check_persistent()
+        self._kernel = None
+
+    def _check_persistent(self) -> None:
+        if not self.params or self.params[0] != "block":
+            raise AdmitError(f"admit(mode='persistent'): kernel {self.name!r} must take its logical block index "
+                             f"as its first parameter, named 'block' (it takes: {', '.join(self.params) or 'none'})")
+        if "blockIdx" in self.body.__code__.co_names:
+            raise AdmitError(f"admit(mode='persistent'): kernel {self.name!r} reads cuda.blockIdx; in persistent "
+                             "mode a worker CTA runs many logical blocks: use the 'block' parameter instead")
+
+    def _compiled(self):
+        if self._kernel is None:
+            from gbpfd.device import admit_kernels
+            if self.mode == "gate":
+                self._kernel = admit_kernels.gate_kernel(self.body, self.params)
+            else:
+                self._kernel = admit_kernels.persistent_kernel(self.body, self.params[1:])
+        return self._kernel
+
+    def __getitem__(self, config):
+        if not isinstance(config, tuple) or len(config) not in (2, 3):
+            raise AdmitError(f"{self.name}[...]: give [grid, block] or [grid, block, stream]; got {config!r}")
+        return lambda *args: self.launch(*config, *args) if len(config) == 3 else self.launch(
+            config[0], config[1], 0, *args)
+
+    def launch(self, grid, block, stream, *args):
+        if self.plane.simulated:
+            raise AdmitError(f"{self.name}: admitted kernels run on the GPU backend; this plane is on the simulated "
+                             "device (model the work with plane.device.launch(...))")
+        nbody = len([p for p in self.params if p not in ("block", "gate")])
+        if len(args) != nbody:
+            raise AdmitError(f"{self.name}: takes {nbody} arguments, got {len(args)}")
+        d = self.plane.device
+        self.plane.announce_launch(self.tenant_index)
+        if self.mode == "gate":
+            self._compiled()[grid, block, stream](d["ctl"], d["flat"], self.tenant_index, *args)
+            return None
+        return self._run_persistent(int(grid), block, stream, args)
+
+    def _run_persistent(self, nblocks: int, block, stream, args):
+        from numba import cuda
+        kernel = self._compiled()
+        d = self.plane.device
+        fit = kernel.max_cooperative_grid_blocks(block) if hasattr(kernel, "max_cooperative_grid_blocks") else None
+        workers = self.workers or fit or self.plane.total_slots
+        if fit is not None and workers > fit:
+            raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident (at most "
+                             f"{fit} fit); lower workers= or the block size")
+        next_block = cuda.to_device(np.zeros(1, np.int64), stream=stream)
+        bound_s = self.plane.options.wait_bound_us * 1e-6
+        done = stalled_since = 0
+        force = 0
+        while done < nblocks:
+            kernel[workers, block, stream](d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, force, *args)
+            # never cuda.synchronize(): it would wait for the resident control kernel
+            (cuda.default_stream() if stream == 0 else stream).synchronize()
+            now_done = min(int(next_block.copy_to_host()[0]), nblocks)
+            if now_done > done:
+                done, stalled_since, force = now_done, 0, 0
+                continue
+            stalled_since = stalled_since or time.monotonic()
+            # every worker was denied: after the wait bound, the rest runs past the plane (counted as bypasses)
+            force = 1 if time.monotonic() - stalled_since > bound_s else 0
+        return nblocks
+
+
+def paced_copy(plane, dst, src, tenant: str, *, chunk_bytes: int = 256 << 10, ctas: int = 32, stream=0):
+    """Copy device array ``src`` into ``dst`` (same shape, 8-byte elements)
+    in chunks, each gated by the tenant's byte tokens (refilled by dma_tick)."""
+    if plane.simulated:
+        raise AdmitError("paced_copy runs on the GPU backend; on the simulated device use plane.device.copy(...)")
+    if src.shape != dst.shape or src.dtype.itemsize != 8 or dst.dtype.itemsize != 8:
+        raise AdmitError(f"paced_copy: src and dst must have the same shape and 8-byte elements; got {src.shape} "
+                         f"{src.dtype} and {dst.shape} {dst.dtype}")
+    t = plane.quotas.index(tenant)
+    if plane.quotas.tenants[t].dma_bytes_per_epoch == 0:
+        raise AdmitError(f"paced_copy: tenant {tenant!r} has dma_bytes_per_epoch = 0; give it a DMA quota")
+    from gbpfd.device.admit_kernels import paced_copy_kernel
+    d = plane.device
+    paced_copy_kernel[ctas, 256, stream](d["ctl"], d["flat"], t, dst.reshape(-1).view(np.int64),
+                                         src.reshape(-1).view(np.int64), max(chunk_bytes // 8, 1))

@@ -1,0 +1,392 @@
+"""The control CTA's loop body (shared source, see ``targets``).
+
+``housekeeping`` is one iteration's serial part (heartbeat, commands,
+periodic hooks, counter mirroring); ``serve_slot`` decides one posted
+admission request.  The GPU's persistent kernel calls them forever, a test
+kernel in the CUDA simulator a bounded number of times, and the simulated
+device whenever its model says the control CTA would.  Policies run
+through the interpreter (``execute``, bound per target to
+``gbpfd.vm.interp.execute``) with the hook's instruction budget as fuel; a
+fault switches the hook to the baseline slot and reports why.
+
+Array arguments, in this order everywhere (``A`` in the docs): ``ctl``,
+``host``, ``code``, ``flat8`` and ``flat`` (one buffer as bytes and as
+words), ``desc``, ``regs``, ``frames``, ``vmout``.
+"""
+import numpy as np
+
+from gbpfd.bridge.layout import COMMAND, HEADER, HIST_BUCKETS, KIND, MAX_TENANTS, OP, REGION
+from gbpfd.device.state import (ACTIVE, ADMIT, BASELINE_SLOT, COUNTER, COUNTERS_WORD, COUNTER_RECORD_WORDS,
+                                CTX_ADMIT, CTX_ADMIT_SIZE, CTX_DMA, CTX_DMA_SIZE, CTX_THERM, CTX_THERM_SIZE,
+                                CTX_TICK, CTX_TICK_SIZE, CTX_WARP, CTX_WARP_SIZE, D_BASE, D_MAP_ENTRIES, D_MAP_RID,
+                                D_MAP_VALUE_SIZE, D_NMAPS, D_PERM, D_SIZE, DECIDED, DEFER, HIST_BASE, HOOK,
+                                HOOK_BUDGET, MAX_INSNS, META, META_WORDS, NINSNS, NO_PROGRAM, NPROG_SLOTS, PLANE,
+                                POSTED, PROGRAM_ID, QUOTA, QUOTA_AT, QUOTA_RECORD_BYTES, QUOTA_SIZE, QUOTA_WORD,
+                                RUNNER_ADMIT, RUNNER_BYTES, RUNNER_TICK, RUNNERS_AT, SERVING, SLOT, STAGE, TENANT)
+from gbpfd.vm.memory import RID_CTX
+from gbpfd.vm.status import OK
+
+COMMANDS_PER_LOOP = 4  # commands taken per iteration: a flood cannot starve admission
+TORN_LOOPS_MAX = 1024  # iterations a quotas command waits for a consistent snapshot before it is refused
+QUOTA_WORDS_ALL = MAX_TENANTS * (QUOTA_RECORD_BYTES // 8)
+CTX_ADDRESS = np.uint64(RID_CTX << 32)
+CLASS_LATENCY_CRITICAL = 1
+
+
+def put(flat8, at, size, value):
+    v = np.int64(value)
+    for k in range(size):
+        flat8[at + k] = np.uint8(v & 0xFF)
+        v >>= 8
+
+
+def get(flat8, at, size):
+    """Little-endian, zero-extended."""
+    v = np.int64(0)
+    for k in range(size - 1, -1, -1):
+        v = (v << 8) | np.int64(flat8[at + k])
+    return v
+
+
+def ctx_at(runner):
+    return RUNNERS_AT + runner * RUNNER_BYTES
+
+
+def quota_field(flat8, t, offset, size):
+    return get(flat8, QUOTA_AT + t * QUOTA_RECORD_BYTES + offset, size)
+
+
+def present(flat8, t):
+    return quota_field(flat8, t, QUOTA.present, QUOTA_SIZE.present) != 0
+
+
+def latency_critical(flat8, t):
+    return quota_field(flat8, t, QUOTA.klass, QUOTA_SIZE.klass) == CLASS_LATENCY_CRITICAL
+
+
+def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """Run hook ``h``'s active program on runner ``r`` (its ctx is filled).
+    r0, or -1 after a fault (the hook then runs the baseline), or -2 when
+    the hook has no program."""
+    slot = ctl[ACTIVE + h]
+    if slot == NO_PROGRAM:
+        return np.int64(-2)
+    d = desc[h, slot, r]
+    rg = regs[r]
+    for k in range(11):
+        rg[k] = 0
+    rg[1] = CTX_ADDRESS
+    st = execute(code[h, slot], ctl[NINSNS + h * NPROG_SLOTS + slot], rg, frames[r], flat8,
+                 d[D_BASE:D_SIZE], d[D_SIZE:D_PERM], d[D_PERM:D_MAP_RID], d[D_MAP_RID:D_MAP_VALUE_SIZE],
+                 d[D_MAP_VALUE_SIZE:D_MAP_ENTRIES], d[D_MAP_ENTRIES:D_NMAPS], d[D_NMAPS], HOOK_BUDGET[h],
+                 np.uint64(now), vmout[r])
+    ctl[PLANE.insns] += vmout[r, 0]
+    if st == OK:
+        return np.int64(rg[0])
+    program = ctl[PROGRAM_ID + h * NPROG_SLOTS + slot]
+    event_push(host, KIND.fault, now, h, program, tenant, st, vmout[r, 1], vmout[r, 0])
+    if tenant >= 0:
+        atomic_add(flat, COUNTERS_WORD + tenant * COUNTER_RECORD_WORDS + COUNTER.faults, 1)
+    fallback = NO_PROGRAM
+    if slot != BASELINE_SLOT and ctl[NINSNS + h * NPROG_SLOTS + BASELINE_SLOT] > 0:
+        fallback = BASELINE_SLOT
+    ctl[ACTIVE + h] = fallback
+    event_push(host, KIND.fallback, now, h, -1 if fallback == NO_PROGRAM else ctl[
+        PROGRAM_ID + h * NPROG_SLOTS + fallback], tenant, program, 0, 0)
+    return np.int64(-1)
+
+
+def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """As ``invoke``; after a fault the baseline runs at once on the same ctx."""
+    r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    if r0 == -1:
+        r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    return r0
+
+
+def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    c = ctx_at(RUNNER_TICK)
+    seen = max(ctl[tenant_word(t, TENANT.tokens)], 0)
+    put(flat8, c + CTX_TICK.now_ns, CTX_TICK_SIZE.now_ns, now)
+    put(flat8, c + CTX_TICK.dt_ns, CTX_TICK_SIZE.dt_ns, now - ctl[tenant_word(t, TENANT.last_tick_ns)])
+    put(flat8, c + CTX_TICK.tenant, CTX_TICK_SIZE.tenant, t)
+    put(flat8, c + CTX_TICK.ntenants, CTX_TICK_SIZE.ntenants, ctl[META.ntenants])
+    put(flat8, c + CTX_TICK.running_ctas, CTX_TICK_SIZE.running_ctas, ctl[tenant_word(t, TENANT.running)])
+    put(flat8, c + CTX_TICK.queued_ctas, CTX_TICK_SIZE.queued_ctas, ctl[tenant_word(t, TENANT.queued)])
+    put(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens, seen)
+    put(flat8, c + CTX_TICK.epoch, CTX_TICK_SIZE.epoch, ctl[META.epoch])
+    put(flat8, c + CTX_TICK.total_running, CTX_TICK_SIZE.total_running, ctl[PLANE.total_running])
+    put(flat8, c + CTX_TICK.total_slots, CTX_TICK_SIZE.total_slots, ctl[META.total_slots])
+    put(flat8, c + CTX_TICK.be_weight_sum, CTX_TICK_SIZE.be_weight_sum, ctl[PLANE.be_weight_sum])
+    put(flat8, c + CTX_TICK.lc_reserved, CTX_TICK_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+    ctl[tenant_word(t, TENANT.last_tick_ns)] = now
+    if invoke_with_fallback(HOOK.tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames,
+                            vmout) < 0:
+        return
+    delta = get(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens) - seen
+    atomic_add(ctl, tenant_word(t, TENANT.tokens), delta)
+    if delta > 0:
+        atomic_add(flat, counter_word(t, COUNTER.tokens_granted), delta)
+
+
+def dma_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    c = ctx_at(RUNNER_TICK)
+    seen = max(ctl[tenant_word(t, TENANT.dma_tokens)], 0)
+    moved = ctl[tenant_word(t, TENANT.dma_moved)]
+    put(flat8, c + CTX_DMA.now_ns, CTX_DMA_SIZE.now_ns, now)
+    put(flat8, c + CTX_DMA.dt_ns, CTX_DMA_SIZE.dt_ns, now - ctl[tenant_word(t, TENANT.last_dma_ns)])
+    put(flat8, c + CTX_DMA.tenant, CTX_DMA_SIZE.tenant, t)
+    put(flat8, c + CTX_DMA.ntenants, CTX_DMA_SIZE.ntenants, ctl[META.ntenants])
+    put(flat8, c + CTX_DMA.bytes_moved, CTX_DMA_SIZE.bytes_moved, moved)
+    put(flat8, c + CTX_DMA.dma_tokens, CTX_DMA_SIZE.dma_tokens, seen)
+    put(flat8, c + CTX_DMA.pending_bytes, CTX_DMA_SIZE.pending_bytes, ctl[tenant_word(t, TENANT.dma_pending)])
+    ctl[tenant_word(t, TENANT.last_dma_ns)] = now
+    atomic_add(ctl, tenant_word(t, TENANT.dma_moved), -moved)
+    if invoke_with_fallback(HOOK.dma_tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames,
+                            vmout) < 0:
+        return
+    atomic_add(ctl, tenant_word(t, TENANT.dma_tokens),
+               get(flat8, c + CTX_DMA.dma_tokens, CTX_DMA_SIZE.dma_tokens) - seen)
+
+
+def warp_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    c = ctx_at(RUNNER_TICK)
+    put(flat8, c + CTX_WARP.now_ns, CTX_WARP_SIZE.now_ns, now)
+    put(flat8, c + CTX_WARP.dt_ns, CTX_WARP_SIZE.dt_ns, now - ctl[tenant_word(t, TENANT.last_warp_ns)])
+    put(flat8, c + CTX_WARP.tenant, CTX_WARP_SIZE.tenant, t)
+    put(flat8, c + CTX_WARP.ntenants, CTX_WARP_SIZE.ntenants, ctl[META.ntenants])
+    put(flat8, c + CTX_WARP.warps_active, CTX_WARP_SIZE.warps_active, ctl[tenant_word(t, TENANT.warps_active)])
+    put(flat8, c + CTX_WARP.warps_waiting, CTX_WARP_SIZE.warps_waiting, ctl[tenant_word(t, TENANT.warps_waiting)])
+    put(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap, ctl[tenant_word(t, TENANT.warp_cap)])
+    ctl[tenant_word(t, TENANT.last_warp_ns)] = now
+    if invoke_with_fallback(HOOK.warp_throttle_tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs,
+                            frames, vmout) >= 0:
+        ctl[tenant_word(t, TENANT.warp_cap)] = get(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap)
+
+
+def therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    c = ctx_at(RUNNER_TICK)
+    put(flat8, c + CTX_THERM.now_ns, CTX_THERM_SIZE.now_ns, now)
+    put(flat8, c + CTX_THERM.dt_ns, CTX_THERM_SIZE.dt_ns, now - ctl[PLANE.last_therm_ns])
+    put(flat8, c + CTX_THERM.valid, CTX_THERM_SIZE.valid, ctl[META.tel_valid])
+    put(flat8, c + CTX_THERM.temp_c, CTX_THERM_SIZE.temp_c, ctl[META.temp_c])
+    put(flat8, c + CTX_THERM.power_mw, CTX_THERM_SIZE.power_mw, ctl[META.power_mw])
+    put(flat8, c + CTX_THERM.sm_clock_mhz, CTX_THERM_SIZE.sm_clock_mhz, ctl[META.sm_clock_mhz])
+    put(flat8, c + CTX_THERM.throttle_reasons, CTX_THERM_SIZE.throttle_reasons, ctl[META.throttle_reasons])
+    put(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap, ctl[PLANE.global_cta_cap])
+    if invoke_with_fallback(HOOK.therm_tick, RUNNER_TICK, -1, now, ctl, host, code, flat8, flat, desc, regs, frames,
+                            vmout) >= 0:
+        ctl[PLANE.global_cta_cap] = get(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap)
+
+
+def aggregate_tenants(now, ctl, host, flat8):
+    """The plane-wide inputs of tick and cta_admit: the weight of the
+    best-effort tenants active within the window (a CTA asked, or the host
+    announced a launch), the slots held back for the latency-critical ones."""
+    weights = np.int64(0)
+    reserved = np.int64(0)
+    for t in range(ctl[META.ntenants]):
+        if not present(flat8, t):
+            continue
+        launches = host[REGION.demand + t]
+        if launches != ctl[tenant_word(t, TENANT.demand_seen)]:
+            ctl[tenant_word(t, TENANT.demand_seen)] = launches
+            ctl[tenant_word(t, TENANT.last_demand_ns)] = now
+        if latency_critical(flat8, t):
+            reserved += quota_field(flat8, t, QUOTA.max_ctas, QUOTA_SIZE.max_ctas)
+        elif (now - ctl[tenant_word(t, TENANT.last_demand_ns)] < ctl[PLANE.active_window_ns]
+              or ctl[tenant_word(t, TENANT.running)] > 0):
+            weights += quota_field(flat8, t, QUOTA.weight, QUOTA_SIZE.weight)
+    ctl[PLANE.be_weight_sum] = weights
+    ctl[PLANE.lc_reserved] = reserved
+
+
+def mirror(ctl, host, flat):
+    """Copy counters, histograms and plane totals where the host reads them."""
+    for i in range(MAX_TENANTS * COUNTER_RECORD_WORDS):
+        host[REGION.counters + i] = flat[COUNTERS_WORD + i]
+    for i in range(MAX_TENANTS * HIST_BUCKETS):
+        host[REGION.histogram + i] = ctl[HIST_BASE + i]
+    host[HEADER.decisions] = ctl[PLANE.decisions]
+    host[HEADER.fast_grants] = ctl[PLANE.fast_grants]
+    host[HEADER.requests] = ctl[PLANE.requests]
+    host[HEADER.insns] = ctl[PLANE.insns]
+    host[HEADER.bypassed] = ctl[PLANE.bypassed]
+    host[HEADER.epoch] = ctl[META.epoch]
+
+
+def due(now, ctl, last, period):
+    return ctl[period] > 0 and now - ctl[last] >= ctl[period]
+
+
+def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    if due(now, ctl, PLANE.last_tick_ns, PLANE.tick_period_ns):
+        loops = max(ctl[PLANE.period_loops], 1)
+        host[HEADER.loop_period_ns] = (now - ctl[PLANE.last_tick_ns]) // loops
+        ctl[PLANE.period_loops] = 0
+        ctl[PLANE.last_tick_ns] = now
+        aggregate_tenants(now, ctl, host, flat8)
+        for t in range(ctl[META.ntenants]):
+            if present(flat8, t):
+                tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        mirror(ctl, host, flat)
+        host[HEADER.ticks] += 1
+    if due(now, ctl, PLANE.last_dma_ns, PLANE.dma_period_ns):
+        ctl[PLANE.last_dma_ns] = now
+        for t in range(ctl[META.ntenants]):
+            if present(flat8, t):
+                dma_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    if due(now, ctl, PLANE.last_warp_ns, PLANE.warp_period_ns):
+        ctl[PLANE.last_warp_ns] = now
+        for t in range(ctl[META.ntenants]):
+            if present(flat8, t):
+                warp_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    if due(now, ctl, PLANE.last_therm_ns, PLANE.therm_period_ns):
+        therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        ctl[PLANE.last_therm_ns] = now
+
+
+def adopt_snapshot(now, seq, ctl, host, flat8, flat):
+    """Copy the published snapshot through the staging area, so a torn read
+    leaves the snapshot in use untouched."""
+    epoch = snapshot_copy(host, ctl, STAGE, ctl, STAGE + META_WORDS)
+    if epoch < 0:
+        return False
+    for i in range(QUOTA_WORDS_ALL):
+        flat[QUOTA_WORD + i] = ctl[STAGE + META_WORDS + i]
+    for i in range(META_WORDS):
+        ctl[i] = ctl[STAGE + i]
+    for t in range(ctl[META.ntenants]):
+        if ctl[tenant_word(t, TENANT.warp_cap)] == 0:
+            ctl[tenant_word(t, TENANT.warp_cap)] = quota_field(flat8, t, QUOTA.warp_cap, QUOTA_SIZE.warp_cap)
+    aggregate_tenants(now, ctl, host, flat8)
+    host[HEADER.epoch] = epoch
+    event_push(host, KIND.quotas, now, -1, -1, -1, epoch, seq, 0)
+    return True
+
+
+def run_command(at, now, ctl, host, flat8, flat):
+    """Carry out one command record: 1 for stop, -1 to leave it for the next
+    iteration (the snapshot was being written), else 0."""
+    op = host[at + COMMAND.op]
+    seq = host[at + COMMAND.seq]
+    h = host[at + COMMAND.hook]
+    slot = host[at + COMMAND.slot]
+    if op == OP.stop:
+        return 1
+    if op == OP.quotas:
+        if adopt_snapshot(now, seq, ctl, host, flat8, flat):
+            ctl[PLANE.torn_loops] = 0
+        elif ctl[PLANE.torn_loops] < TORN_LOOPS_MAX:
+            ctl[PLANE.torn_loops] += 1
+            return -1
+        else:  # the host never finished its write (a publisher died mid-write): refuse, keep the old snapshot
+            ctl[PLANE.torn_loops] = 0
+            event_push(host, KIND.bad_command, now, -1, -1, -1, op, seq, 0)
+    elif op == OP.swap and 0 <= h < len(HOOK) and 0 <= slot < BASELINE_SLOT and 0 < host[
+            at + COMMAND.arg0] <= MAX_INSNS:
+        ctl[NINSNS + h * NPROG_SLOTS + slot] = host[at + COMMAND.arg0]
+        ctl[PROGRAM_ID + h * NPROG_SLOTS + slot] = host[at + COMMAND.program]
+        ctl[ACTIVE + h] = slot
+        event_push(host, KIND.swapped, now, h, host[at + COMMAND.program], -1, seq, slot, 0)
+    elif op == OP.unload and 0 <= h < len(HOOK):
+        slot = BASELINE_SLOT if ctl[NINSNS + h * NPROG_SLOTS + BASELINE_SLOT] > 0 else NO_PROGRAM
+        ctl[ACTIVE + h] = slot
+        event_push(host, KIND.swapped, now, h, -1 if slot == NO_PROGRAM else ctl[
+            PROGRAM_ID + h * NPROG_SLOTS + slot], -1, seq, slot, 0)
+    elif op == OP.periods:
+        for k in range(3):
+            if host[at + COMMAND.arg0 + k] > 0:
+                ctl[PLANE.tick_period_ns + k] = host[at + COMMAND.arg0 + k]
+        if host[at + COMMAND.arg2] > 0:
+            ctl[PLANE.therm_period_ns] = host[at + COMMAND.arg2]
+    else:
+        event_push(host, KIND.bad_command, now, h, host[at + COMMAND.program], -1, op, seq, 0)
+    return 0
+
+
+def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """The serial part of one control-loop iteration; 1 when told to stop."""
+    host[HEADER.heartbeat_ns] = now
+    host[HEADER.loops] += 1
+    ctl[PLANE.period_loops] += 1
+    for _ in range(COMMANDS_PER_LOOP):
+        at = command_pending(host)
+        if at < 0:
+            break
+        outcome = run_command(at, now, ctl, host, flat8, flat)
+        if outcome < 0:
+            break
+        command_release(host)
+        if outcome == 1:
+            mirror(ctl, host, flat)
+            host[HEADER.exit_reason] = 1
+            event_push(host, KIND.stopped, now, -1, -1, -1, 1, 0, 0)
+            return 1
+    periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    return 0
+
+
+def hist_bucket(wait_ns):
+    b = 0
+    w = wait_ns >> 7
+    while w > 0 and b < HIST_BUCKETS - 1:
+        w >>= 1
+        b += 1
+    return b
+
+
+def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """Decide slot ``s`` if a request is posted there; 1 if it decided."""
+    if atomic_cas(ctl, slot_word(s, SLOT.state), POSTED, SERVING) != POSTED:
+        return 0
+    t = ctl[slot_word(s, SLOT.tenant)]
+    wait = now - ctl[slot_word(s, SLOT.post_ns)]
+    decision = DEFER
+    place = np.int64(-1)
+    if ctl[PLANE.total_running] < ctl[PLANE.global_cta_cap]:
+        c = ctx_at(RUNNER_ADMIT)
+        put(flat8, c + CTX_ADMIT.now_ns, CTX_ADMIT_SIZE.now_ns, now)
+        put(flat8, c + CTX_ADMIT.wait_ns, CTX_ADMIT_SIZE.wait_ns, wait)
+        put(flat8, c + CTX_ADMIT.tenant, CTX_ADMIT_SIZE.tenant, t)
+        put(flat8, c + CTX_ADMIT.ntenants, CTX_ADMIT_SIZE.ntenants, ctl[META.ntenants])
+        put(flat8, c + CTX_ADMIT.running_ctas, CTX_ADMIT_SIZE.running_ctas, ctl[tenant_word(t, TENANT.running)])
+        put(flat8, c + CTX_ADMIT.queued_ctas, CTX_ADMIT_SIZE.queued_ctas, ctl[tenant_word(t, TENANT.queued)])
+        put(flat8, c + CTX_ADMIT.cta_tokens, CTX_ADMIT_SIZE.cta_tokens, max(ctl[tenant_word(t, TENANT.tokens)], 0))
+        put(flat8, c + CTX_ADMIT.total_running, CTX_ADMIT_SIZE.total_running, ctl[PLANE.total_running])
+        put(flat8, c + CTX_ADMIT.total_slots, CTX_ADMIT_SIZE.total_slots, ctl[META.total_slots])
+        put(flat8, c + CTX_ADMIT.place_sm, CTX_ADMIT_SIZE.place_sm, -1)
+        put(flat8, c + CTX_ADMIT.be_weight_sum, CTX_ADMIT_SIZE.be_weight_sum, ctl[PLANE.be_weight_sum])
+        put(flat8, c + CTX_ADMIT.lc_reserved, CTX_ADMIT_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+        r0 = invoke_with_fallback(HOOK.cta_admit, RUNNER_ADMIT, t, now, ctl, host, code, flat8, flat, desc, regs,
+                                  frames, vmout)
+        # No program, or the baseline itself faulted: admit rather than stall the tenant.
+        decision = DEFER if r0 == 0 else ADMIT
+        place = get(flat8, c + CTX_ADMIT.place_sm, CTX_ADMIT_SIZE.place_sm)
+        if place >= 0x80000000:
+            place -= 0x100000000
+    atomic_add(ctl, tenant_word(t, TENANT.queued), -1)
+    if decision == ADMIT:
+        note_running(ctl, flat, t, COUNTER.admitted)
+    else:
+        atomic_add(flat, counter_word(t, COUNTER.deferred), 1)
+    ctl[slot_word(s, SLOT.decision)] = decision
+    ctl[slot_word(s, SLOT.decided_ns)] = now
+    ctl[slot_word(s, SLOT.place_sm)] = place
+    fence()
+    store_release(ctl, slot_word(s, SLOT.state), DECIDED)
+    ctl[HIST_BASE + t * HIST_BUCKETS + hist_bucket(wait)] += 1
+    ctl[PLANE.requests] += 1
+    ctl[PLANE.decisions] += 1
+    host[HEADER.reaction_ns] = wait
+    every = ctl[PLANE.sample_every]
+    active = ctl[ACTIVE + HOOK.cta_admit]
+    if every > 0 and ctl[PLANE.decisions] % every == 0 and active != NO_PROGRAM:
+        event_push(host, KIND.decision, now, HOOK.cta_admit, ctl[PROGRAM_ID + HOOK.cta_admit * NPROG_SLOTS + active],
+                   t, decision, wait, 0)
+    return 1
+
+
+DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, invoke_with_fallback,
+                    tick_tenant, dma_tenant, warp_tenant, therm, aggregate_tenants, mirror, due, periodic,
+                    adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot)

@@ -1,0 +1,137 @@
+"""Worker-side gates (shared source, see ``targets``): the steps a worker
+CTA takes to enter, wait, leave, copy and yield.
+
+Each function is one bounded step; the target composes them into waits
+(``kernels_cuda`` spins on the GPU with a time bound, the simulated device
+schedules the steps in virtual time), so no step here can block.  Counts
+that admission decisions depend on (running, tokens, queued) are changed
+with atomics at the moment they become true.
+"""
+from gbpfd.device.state import (CLAIMED, COUNTER, COUNTER_RECORD_WORDS, COUNTERS_WORD, DECIDED, ENTER_BYPASS,
+                                ENTER_TOKEN, FREE, NSLOTS, PLANE, POSTED, SERVING_POLLS, SLOT, SLOT_BASE, SLOT_STRIDE, TENANT,
+                                TENANT_BASE, TENANT_STRIDE)
+
+
+def tenant_word(t, field):
+    return TENANT_BASE + t * TENANT_STRIDE + field
+
+
+def slot_word(s, field):
+    return SLOT_BASE + s * SLOT_STRIDE + field
+
+
+def counter_word(t, field):
+    return COUNTERS_WORD + t * COUNTER_RECORD_WORDS + field
+
+
+def note_running(ctl, flat, t, counter):
+    """A CTA of tenant ``t`` starts its body; ``counter`` says how it got in."""
+    atomic_add(ctl, tenant_word(t, TENANT.running), 1)
+    atomic_add(ctl, PLANE.total_running, 1)
+    atomic_add(flat, counter_word(t, counter), 1)
+
+
+def try_token(ctl, flat, t, now):
+    """Take one CTA token with one atomic; True when the CTA may start."""
+    ctl[tenant_word(t, TENANT.last_demand_ns)] = now
+    if ctl[PLANE.total_running] >= ctl[PLANE.global_cta_cap]:
+        return False
+    if atomic_add(ctl, tenant_word(t, TENANT.tokens), -1) > 0:
+        note_running(ctl, flat, t, COUNTER.admitted)
+        atomic_add(ctl, PLANE.fast_grants, 1)
+        return True
+    atomic_add(ctl, tenant_word(t, TENANT.tokens), 1)
+    return False
+
+
+def post_request(ctl, t, now):
+    """Claim a free request slot and post tenant ``t``'s request; the slot,
+    or -1 when every slot is taken (one pass, no spin)."""
+    first = (t * 7 + now) % NSLOTS
+    for k in range(NSLOTS):
+        s = (first + k) % NSLOTS
+        if atomic_cas(ctl, slot_word(s, SLOT.state), FREE, CLAIMED) == FREE:
+            ctl[slot_word(s, SLOT.tenant)] = t
+            ctl[slot_word(s, SLOT.post_ns)] = now
+            atomic_add(ctl, tenant_word(t, TENANT.queued), 1)
+            fence()
+            store_release(ctl, slot_word(s, SLOT.state), POSTED)
+            return s
+    return -1
+
+
+def poll_request(ctl, s):
+    """-1 while undecided; else the decision (ADMIT or DEFER), and the slot is freed.
+    An admitted CTA was already counted as running by the control CTA."""
+    if load_acquire(ctl, slot_word(s, SLOT.state)) != DECIDED:
+        return -1
+    decision = ctl[slot_word(s, SLOT.decision)]
+    store_release(ctl, slot_word(s, SLOT.state), FREE)
+    return decision
+
+
+def abandon_request(ctl, s):
+    """Give up waiting on slot ``s``.  Returns -1 when the request was
+    withdrawn before the control CTA read it, else the decision it made in
+    the meantime: an admission is never both granted and bypassed."""
+    if atomic_cas(ctl, slot_word(s, SLOT.state), POSTED, FREE) == POSTED:
+        atomic_add(ctl, tenant_word(ctl[slot_word(s, SLOT.tenant)], TENANT.queued), -1)
+        return -1
+    for _ in range(SERVING_POLLS):  # the control CTA finishes a slot it is serving in one policy run
+        decision = poll_request(ctl, s)
+        if decision >= 0:
+            return decision
+    return -1
+
+
+def bypass(ctl, flat, t):
+    """The wait hit its bound: run anyway, and say so in the counters."""
+    note_running(ctl, flat, t, COUNTER.bypassed)
+    atomic_add(ctl, PLANE.bypassed, 1)
+    return ENTER_BYPASS
+
+
+def cta_exit(ctl, t, how):
+    atomic_add(ctl, tenant_word(t, TENANT.running), -1)
+    atomic_add(ctl, PLANE.total_running, -1)
+    if how == ENTER_TOKEN:
+        atomic_add(ctl, tenant_word(t, TENANT.tokens), 1)
+
+
+def dma_take(ctl, flat, t, nbytes):
+    """Take ``nbytes`` paced-copy byte tokens; False when there are too few."""
+    if atomic_add(ctl, tenant_word(t, TENANT.dma_tokens), -nbytes) >= nbytes:
+        atomic_add(ctl, tenant_word(t, TENANT.dma_moved), nbytes)
+        atomic_add(ctl, tenant_word(t, TENANT.dma_pending), -nbytes)
+        atomic_add(flat, counter_word(t, COUNTER.dma_bytes), nbytes)
+        return True
+    atomic_add(ctl, tenant_word(t, TENANT.dma_tokens), nbytes)
+    return False
+
+
+def dma_announce(ctl, t, nbytes):
+    """A paced copy of ``nbytes`` starts waiting for tokens (dma_tick sees it as pending)."""
+    atomic_add(ctl, tenant_word(t, TENANT.dma_pending), nbytes)
+
+
+def warp_enter(ctl, t):
+    """Take one of the tenant's warp slots; False while it is at its cap."""
+    if atomic_add(ctl, tenant_word(t, TENANT.warps_active), 1) < ctl[tenant_word(t, TENANT.warp_cap)]:
+        return True
+    atomic_add(ctl, tenant_word(t, TENANT.warps_active), -1)
+    return False
+
+
+def warp_leave(ctl, t):
+    atomic_add(ctl, tenant_word(t, TENANT.warps_active), -1)
+
+
+def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
+    """Account a warp's wait at the gate (``waiting_delta`` +1 as it starts, -1 as it ends)."""
+    atomic_add(ctl, tenant_word(t, TENANT.warps_waiting), waiting_delta)
+    atomic_add(flat, counter_word(t, COUNTER.throttled_ns), waited_ns)
+
+
+DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, note_running, try_token, post_request, poll_request,
+                    abandon_request, bypass, cta_exit, dma_take, dma_announce, warp_enter, warp_leave,
+                    warp_throttled)

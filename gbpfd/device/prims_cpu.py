@@ -1,0 +1,44 @@
+"""Memory-ordering primitives for the simulated device (``numba.njit``).
+
+The simulator runs the control CTA and every worker one step at a time on
+one thread, so plain loads and stores already have the ordering the GPU
+primitives provide; the functions exist so that the shared device source
+reads the same on every target.
+"""
+import numba
+
+_jit = numba.njit(inline="always", nogil=True)
+
+
+@_jit
+def load_acquire(a, i):
+    return a[i]
+
+
+@_jit
+def store_release(a, i, v):
+    a[i] = v
+
+
+@_jit
+def atomic_add(a, i, v):
+    old = a[i]
+    a[i] = old + v
+    return old
+
+
+@_jit
+def atomic_cas(a, i, expected, new):
+    old = a[i]
+    if old == expected:
+        a[i] = new
+    return old
+
+
+@_jit
+def fence():
+    return None
+
+
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
+         "atomic_cas": atomic_cas, "fence": fence}

@@ -1,0 +1,94 @@
+"""Memory-ordering and clock primitives for the GPU.
+
+Numba-CUDA has no volatile load and no ``%globaltimer`` / ``%smid`` reads,
+and a spin over a plain array element may be hoisted out of its loop.  The
+loads and stores the control CTA and the workers poll with are therefore
+inline PTX with acquire/release semantics at system scope (the host area is
+pinned host memory mapped into the device), and the clocks are read the
+same way.  Read-modify-writes use Numba's device atomics (device memory
+only: a device atomic on host memory is not atomic against the host).
+"""
+from llvmlite import ir
+from numba import cuda, types
+from numba.cuda import cgutils
+from numba.cuda.extending import intrinsic
+
+_I64 = ir.IntType(64)
+
+
+def _item_pointer(context, builder, sig, args):
+    aryty = sig.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+
+
+@intrinsic
+def _ld_acquire(typingctx, ary, idx):
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig, args)
+        asm = ir.InlineAsm(ir.FunctionType(_I64, [ptr.type]), "ld.acquire.sys.b64 $0, [$1];", "=l,l",
+                           side_effect=True)
+        return builder.call(asm, [ptr])
+    return types.int64(ary, idx), codegen
+
+
+@intrinsic
+def _st_release(typingctx, ary, idx, value):
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig, args)
+        val = context.cast(builder, args[2], sig.args[2], types.int64)
+        asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [ptr.type, _I64]), "st.release.sys.b64 [$0], $1;",
+                           "l,l,~{memory}", side_effect=True)
+        builder.call(asm, [ptr, val])
+        return context.get_dummy_value()
+    return types.void(ary, idx, value), codegen
+
+
+@intrinsic
+def globaltimer(typingctx):
+    """``%globaltimer``: nanoseconds, the same clock on every SM."""
+    def codegen(context, builder, sig, args):
+        asm = ir.InlineAsm(ir.FunctionType(_I64, []), "mov.u64 $0, %globaltimer;", "=l", side_effect=True)
+        return builder.call(asm, [])
+    return types.int64(), codegen
+
+
+@intrinsic
+def smid(typingctx):
+    """``%smid``: the SM this thread runs on."""
+    def codegen(context, builder, sig, args):
+        asm = ir.InlineAsm(ir.FunctionType(ir.IntType(32), []), "mov.u32 $0, %smid;", "=r", side_effect=True)
+        return builder.sext(builder.call(asm, []), _I64)
+    return types.int64(), codegen
+
+
+_device = cuda.jit(device=True, inline=True)
+
+
+@_device
+def load_acquire(a, i):
+    return _ld_acquire(a, i)
+
+
+@_device
+def store_release(a, i, v):
+    _st_release(a, i, v)
+
+
+@_device
+def atomic_add(a, i, v):
+    return cuda.atomic.add(a, i, v)
+
+
+@_device
+def atomic_cas(a, i, expected, new):
+    return cuda.atomic.cas(a, i, expected, new)
+
+
+@_device
+def fence():
+    cuda.threadfence_system()
+
+
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
+         "atomic_cas": atomic_cas, "fence": fence}

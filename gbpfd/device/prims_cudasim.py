@@ -1,0 +1,38 @@
+"""Memory-ordering primitives for the Numba CUDA simulator.
+
+The simulator cannot run inline PTX, so loads and stores are plain and the
+atomics are the simulator's own; it runs one thread at a time, which makes
+that exact.  Tests use this target to run the shared device source.
+"""
+from numba import cuda
+
+_device = cuda.jit(device=True)
+
+
+@_device
+def load_acquire(a, i):
+    return a[i]
+
+
+@_device
+def store_release(a, i, v):
+    a[i] = v
+
+
+@_device
+def atomic_add(a, i, v):
+    return cuda.atomic.add(a, i, v)
+
+
+@_device
+def atomic_cas(a, i, expected, new):
+    return cuda.atomic.cas(a, i, expected, new)
+
+
+@_device
+def fence():
+    cuda.threadfence_system()
+
+
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
+         "atomic_cas": atomic_cas, "fence": fence}

@@ -1,0 +1,45 @@
+"""The control CTA's reader of the host's quota snapshot (shared source, see ``targets``).
+
+The host publishes with a seqlock (``gbpfd.quotas.snapshot``): it makes
+``seq`` odd, writes the body, makes ``seq`` even.  A copy is consistent when
+``seq`` was even before it and unchanged after it.  The copy goes straight
+into the caller's arrays, so after a failed read (-1) they may hold a torn
+copy: copy into a staging buffer and adopt it only when an epoch comes back.
+"""
+from gbpfd.bridge.layout import HEADER, MAX_TENANTS, QUOTA_WORDS, REGION, SNAPSHOT, SNAPSHOT_QUOTAS, SNAPSHOT_WORDS
+
+#: reads tried before giving up; every spin on the device has a bound
+SNAPSHOT_TRIES = 8
+SEQ_WORD = REGION.snapshot + SNAPSHOT.seq
+#: the snapshot words after ``seq`` ("meta"): meta word i is ``SNAPSHOT`` word i + 1
+META_FIRST = SEQ_WORD + 1
+META_WORDS = len(SNAPSHOT_WORDS) - 1
+META_EPOCH = SNAPSHOT.epoch - 1
+QUOTA_SPAN = MAX_TENANTS * QUOTA_WORDS
+TORN_RETRIES_WORD = REGION.header + HEADER.torn_retries
+
+if SNAPSHOT.seq != 0 or SNAPSHOT_QUOTAS != META_FIRST + META_WORDS:
+    raise ValueError("host_bridge/layout.toml: the snapshot must start with `seq`, and its quota records "
+                     "must follow its other words")
+
+
+def snapshot_copy(host, meta_dst, meta_start, quota_dst, quota_start):
+    """Copy the snapshot's META_WORDS meta words to ``meta_dst[meta_start:]``
+    and its QUOTA_SPAN quota words to ``quota_dst[quota_start:]``; the epoch
+    copied, or -1 when SNAPSHOT_TRIES reads all overlapped a host write
+    (each failed try counted in the header's ``torn_retries``)."""
+    for _ in range(SNAPSHOT_TRIES):
+        seq = load_acquire(host, SEQ_WORD)
+        if seq & 1 == 0:
+            for i in range(META_WORDS):
+                meta_dst[meta_start + i] = host[META_FIRST + i]
+            for i in range(QUOTA_SPAN):
+                quota_dst[quota_start + i] = host[SNAPSHOT_QUOTAS + i]
+            fence()  # the body loads complete before seq is read again
+            if load_acquire(host, SEQ_WORD) == seq:
+                return meta_dst[meta_start + META_EPOCH]
+        host[TORN_RETRIES_WORD] += 1  # only the control CTA writes the header
+    return -1
+
+
+DEVICE_FUNCTIONS = (snapshot_copy,)

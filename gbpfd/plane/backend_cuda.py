@@ -1,0 +1,112 @@
+"""The plane on a CUDA GPU: device arrays, the pinned and mapped host area,
+and the persistent control kernel on its own non-blocking stream.
+
+GPU-only: nothing here runs without a GPU (tests marked ``gpu``).  Work
+launched on the legacy default stream does not wait for a non-blocking
+stream, so the resident control kernel never blocks ordinary launches; a
+device-wide ``cuda.synchronize()`` would wait for it, so the plane's users
+synchronise streams instead.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gbpfd.bridge.layout import HEADER
+from gbpfd.device import state as S
+from gbpfd.plane.arrays import PlaneArrays
+from gbpfd.plane.options import PlaneOptions
+
+POLL_S = 0.0002
+
+
+def _non_blocking_stream(cuda):
+    from cuda.bindings import driver
+    err, handle = driver.cuStreamCreate(driver.CUstream_flags.CU_STREAM_NON_BLOCKING)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuStreamCreate(CU_STREAM_NON_BLOCKING) failed: {err}")
+    return cuda.external_stream(int(handle))
+
+
+class CudaBackend:
+    name = "cuda"
+
+    def __init__(self, arrays: PlaneArrays, options: PlaneOptions):
+        from numba import cuda
+        self.cuda = cuda
+        self.arrays = arrays
+        dev = cuda.get_current_device()
+        self.gpu_name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+        self.sms = dev.MULTIPROCESSOR_COUNT
+        self.total_slots = options.cta_slots or (self.sms - 1) * options.slots_per_sm
+        self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
+        mapped = cuda.mapped_array(arrays.host.shape, np.int64)
+        mapped[:] = arrays.host
+        arrays.host = mapped  # the rings and the publisher bind to the mapped area from here on
+        self.control_stream = _non_blocking_stream(cuda)
+        self.copy_stream = _non_blocking_stream(cuda)
+        self.d = {name: cuda.to_device(getattr(arrays, name), stream=self.copy_stream)
+                  for name in ("ctl", "code", "flat", "desc", "regs", "frames", "vmout")}
+        self.copy_stream.synchronize()
+        self._started_at = time.monotonic_ns()
+        self._beat = (0, self._started_at)
+
+    @property
+    def device(self):
+        """The device arrays, by name (``ctl``, ``flat``...), for gated kernels."""
+        return self.d
+
+    def describe(self) -> str:
+        return f"{self.gpu_name}, {self.sms} SMs, {self.total_slots} worker CTA slots"
+
+    def device_args(self) -> tuple:
+        d = self.d
+        return (d["ctl"], self.arrays.host, d["code"], d["flat"].view(np.uint8), d["flat"], d["desc"], d["regs"],
+                d["frames"], d["vmout"])
+
+    def start(self) -> None:
+        from gbpfd.device.kernels_cuda import control_kernel
+        control_kernel[1, 32, self.control_stream](*self.device_args())
+
+    def staged(self, hook: int, slot: int) -> None:
+        """Copy an idle program slot to the device before the swap command."""
+        a, d, s = self.arrays, self.d, self.copy_stream
+        d["code"][hook, slot].copy_to_device(a.code[hook, slot], stream=s)
+        d["desc"][hook, slot].copy_to_device(a.desc[hook, slot], stream=s)
+        lo = (S.MAPS_AT + (hook * S.NPROG_SLOTS + slot) * S.MAP_AREA_BYTES) // 8
+        hi = lo + S.MAP_AREA_BYTES // 8
+        d["flat"][lo:hi].copy_to_device(a.flat[lo:hi], stream=s)
+        s.synchronize()
+
+    def notify_command(self) -> None:
+        """The mapped host area is polled by the control CTA: nothing to do."""
+
+    def wait(self, done, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL_S)
+        return True
+
+    def device_now(self) -> int:
+        """Host monotonic ns since start (the device clock is not readable from the host)."""
+        return time.monotonic_ns() - self._started_at
+
+    def heartbeat_age_ns(self) -> int:
+        """Host time since the heartbeat word last changed."""
+        beat = int(self.arrays.host[HEADER.heartbeat_ns])
+        now = time.monotonic_ns()
+        if beat != self._beat[0]:
+            self._beat = (beat, now)
+        return now - self._beat[1]
+
+    def stalled(self, heartbeat_age_ns: int) -> bool:
+        return heartbeat_age_ns > self.heartbeat_timeout_ns
+
+    def close(self, stopped: bool) -> None:
+        if stopped:
+            self.control_stream.synchronize()
+            for name in ("ctl", "flat"):
+                self.d[name].copy_to_host(getattr(self.arrays, name))

@@ -1,0 +1,24 @@
+"""Is there a CUDA GPU this process can use?  Answered without side effects
+beyond importing numba-cuda."""
+from __future__ import annotations
+
+import os
+from functools import cache
+
+
+@cache
+def gpu_missing_reason() -> str | None:
+    """Why the GPU backend cannot run here, or None when it can."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        return "NUMBA_ENABLE_CUDASIM=1 selects Numba's CUDA simulator, which cannot run a persistent kernel"
+    try:
+        from numba import cuda
+    except ImportError as err:
+        return f"numba-cuda is not installed ({err})"
+    try:
+        if not cuda.is_available():
+            return "no CUDA driver or device was found"
+        cuda.get_current_device()
+    except Exception as err:  # the driver's own error, whatever its type
+        return f"the CUDA driver refused: {err}"
+    return None

@@ -1,0 +1,56 @@
+"""The plane's options, validated without touching a device."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gbpfd.plane.arrays import Periods
+from gbpfd.sim.model import SimGPU
+
+BACKENDS = ("auto", "cuda", "sim")
+
+
+def _positive(owner: str, name: str, value, *, integer: bool = False) -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        raise ValueError(f"{owner}.{name} must be a positive {'integer' if integer else 'number'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PlaneOptions:
+    """``wait_bound_us``: the longest a worker waits for admission or byte
+    tokens before it bypasses the plane (and the bypass is counted).
+    ``active_window_us``: a best-effort tenant counts towards the fair
+    share while it asked for a CTA within this window.  ``sample_every``:
+    write every n-th admission decision to the event ring (0: none).
+    ``cta_slots``: the worker CTA slots the policies share (None: from the
+    device, SMs other than the control CTA's times ``slots_per_sm``, on a
+    GPU; the simulated device takes its shape from ``sim``).
+    ``telemetry_period_s``: how often NVML is sampled into the snapshot for
+    ``therm_tick`` on a GPU (None: never)."""
+
+    periods: Periods = field(default_factory=Periods)
+    wait_bound_us: float = 2_000.0
+    active_window_us: float = 1_000.0
+    sample_every: int = 0
+    baseline_form: str = "c"
+    cta_slots: int | None = None
+    slots_per_sm: int = 2
+    ack_timeout_s: float = 5.0
+    heartbeat_timeout_ms: float = 50.0
+    telemetry_period_s: float | None = 1.0
+    sim: SimGPU = field(default_factory=SimGPU)
+
+    def __post_init__(self):
+        for name in ("wait_bound_us", "active_window_us", "ack_timeout_s", "heartbeat_timeout_ms"):
+            _positive("PlaneOptions", name, getattr(self, name))
+        _positive("PlaneOptions", "slots_per_sm", self.slots_per_sm, integer=True)
+        if self.telemetry_period_s is not None:
+            _positive("PlaneOptions", "telemetry_period_s", self.telemetry_period_s)
+        if self.cta_slots is not None:
+            _positive("PlaneOptions", "cta_slots", self.cta_slots, integer=True)
+        if isinstance(self.sample_every, bool) or not isinstance(self.sample_every, int) or self.sample_every < 0:
+            raise ValueError(f"PlaneOptions.sample_every must be an integer >= 0, got {self.sample_every!r}")
+        if self.baseline_form not in ("c", "asm"):
+            raise ValueError(f"PlaneOptions.baseline_form must be 'c' or 'asm', got {self.baseline_form!r}")
+        if not isinstance(self.periods, Periods):
+            raise ValueError(f"PlaneOptions.periods must be a Periods, got {self.periods!r}")

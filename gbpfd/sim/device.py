@@ -1,0 +1,337 @@
+"""The simulated device: a discrete-event model in virtual nanoseconds.
+
+What runs is the real device code (``gbpfd.device.build.for_cpu``): the
+control CTA's ``housekeeping``/``serve_slot`` and the workers' gate steps,
+on the plane's real arrays.  What is modelled is time: when the control CTA
+iterates, how long its policy runs take (``insn_ns`` per instruction), and
+when one side sees the other's stores.  Idle control-loop iterations are
+not stepped one by one: the model jumps to the next one that can observe
+something (a posted request, a host command, a due period) and counts the
+skipped iterations in the loop counters.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+from dataclasses import dataclass, field
+
+from gbpfd.bridge.layout import HEADER, REGION, RING
+from gbpfd.device import state as S
+from gbpfd.device.build import for_cpu
+from gbpfd.plane.arrays import PlaneArrays
+from gbpfd.sim.model import SimGPU
+
+
+COPY_BACKOFF_MAX_NS = 16_000
+
+
+@dataclass
+class KernelRun:
+    """One launch's outcome, in virtual ns."""
+    tenant: int
+    mode: str
+    launched_ns: int
+    blocks: int
+    done_ns: int | None = None
+    blocks_done: int = 0
+
+    @property
+    def latency_ns(self) -> int | None:
+        return None if self.done_ns is None else self.done_ns - self.launched_ns
+
+
+_SERIALS = itertools.count()
+
+
+@dataclass
+class _Kernel:
+    run: KernelRun
+    block_ns: int
+    workers: int               # persistent mode: worker CTAs per launch; gate mode: = blocks
+    next_block: int = 0
+    live_workers: int = 0
+    on_done: object = None
+    serial: int = field(default_factory=lambda: next(_SERIALS))
+
+
+@dataclass
+class CopyRun:
+    tenant: int
+    nbytes: int
+    chunk: int
+    started_ns: int
+    done_ns: int | None = None
+    moved: int = 0
+    bypassed_chunks: int = 0
+
+
+@dataclass
+class Stats:
+    """What the workers saw, kept apart from the device's own counters so
+    that the two can be checked against each other."""
+    reaction_ns: list = field(default_factory=list)   # post -> decision seen by the requester
+    granted: dict = field(default_factory=dict)       # tenant -> entries by token or admit decision
+    bypassed: dict = field(default_factory=dict)      # tenant -> entries past the wait bound
+    posted: int = 0
+    answered: int = 0
+    denied_exits: int = 0
+    relaunches: int = 0
+    blocks_started: dict = field(default_factory=dict)  # (kernel id, block) -> times started
+
+    def count(self, table: dict, tenant: int) -> None:
+        table[tenant] = table.get(tenant, 0) + 1
+
+
+class SimDevice:
+    def __init__(self, arrays: PlaneArrays, gpu: SimGPU):
+        self.a = arrays
+        self.gpu = gpu
+        self.dev = for_cpu()
+        self.args = arrays.device_args()
+        self.now = 0
+        self._events: list = []
+        self._seq = itertools.count()
+        self._control_at: int | None = None
+        self._posted: list = []       # (visible_ns, slot, continuation)
+        self._free_slots = gpu.worker_slots
+        self._dispatch_queue: list = []  # FIFO of CTA starters
+        self.running = False
+        self.stalled = False
+        self.stats = Stats()
+
+    # ------------------------------------------------------------ events
+    def at(self, when: int, fn, *args) -> None:
+        when = int(when)
+        heapq.heappush(self._events, (when if when > self.now else self.now, next(self._seq), fn, args))
+
+    def run_until(self, t_end: int) -> None:
+        while self._events and self._events[0][0] <= t_end:
+            when, _, fn, args = heapq.heappop(self._events)
+            self.now = when
+            fn(*args)
+        self.now = max(self.now, t_end)
+
+    def run_while(self, busy, limit_ns: int) -> bool:
+        """Advance until ``busy()`` is false or ``limit_ns`` more virtual ns pass."""
+        end = self.now + limit_ns
+        while busy():
+            if not self._events or self._events[0][0] > end:
+                self.now = end
+                return not busy()
+            when, _, fn, args = heapq.heappop(self._events)
+            self.now = when
+            fn(*args)
+        return True
+
+    # ---------------------------------------------------- control CTA
+    def start(self) -> None:
+        self.a.ctl[S.PLANE.smid] = 0
+        self.running = True
+        self.wake_control(self.now + self.gpu.launch_ns)
+
+    def wake_control(self, when: int) -> None:
+        if not self.running or self.stalled:
+            return
+        if self._control_at is not None and self._control_at <= when:
+            return
+        self._control_at = when
+        self.at(when, self._control_iteration, when)
+
+    def host_wrote(self) -> None:
+        """The host pushed a command: the control CTA sees it after a PCIe trip."""
+        self.wake_control(self.now + self.gpu.host_ns)
+
+    def _control_iteration(self, planned: int) -> None:
+        if self._control_at != planned or not self.running or self.stalled:
+            return
+        self._control_at = None
+        insns0 = int(self.a.ctl[S.PLANE.insns])
+        if self.dev.housekeeping(self.now, *self.args):
+            self.running = False
+            return
+        cost = self.gpu.loop_ns + (int(self.a.ctl[S.PLANE.insns]) - insns0) * self.gpu.insn_ns
+        visible = [p for p in self._posted if p[0] <= self.now]
+        self._posted = [p for p in self._posted if p[0] > self.now]
+        for _, slot, cont in sorted(visible):
+            before = int(self.a.ctl[S.PLANE.insns])
+            decided_at = self.now + cost
+            if self.dev.serve_slot(slot, decided_at, *self.args):
+                cost += (int(self.a.ctl[S.PLANE.insns]) - before) * self.gpu.insn_ns + self.gpu.gate_step_ns
+                cont(decided_at + self.gpu.visibility_ns)
+        self._schedule_next(self.now + cost)
+
+    def _schedule_next(self, free_at: int) -> None:
+        ctl = self.a.ctl
+        candidates = [p[0] for p in self._posted]
+        host = self.a.host
+        if host[REGION.command_ring + RING.head] != host[REGION.command_ring + RING.tail]:
+            candidates.append(free_at)  # a command was left for the next iteration
+        for last, period in ((S.PLANE.last_tick_ns, S.PLANE.tick_period_ns), (S.PLANE.last_dma_ns, S.PLANE.dma_period_ns),
+                             (S.PLANE.last_warp_ns, S.PLANE.warp_period_ns),
+                             (S.PLANE.last_therm_ns, S.PLANE.therm_period_ns)):
+            if ctl[period] > 0:
+                candidates.append(int(ctl[last] + ctl[period]))
+        nxt = max(min(candidates), free_at) if candidates else None
+        if nxt is not None:
+            loop = self.gpu.loop_ns
+            skipped = max(0, (nxt - free_at) // loop)
+            self.a.ctl[S.PLANE.period_loops] += skipped
+            self.a.host[HEADER.loops] += skipped
+            self.wake_control(free_at + skipped * loop if skipped else nxt)
+
+    # ------------------------------------------------------- worker side
+    def post(self, tenant: int, on_decision) -> bool:
+        """Post an admission request now; ``on_decision(decision, seen_ns)``
+        runs when the requester sees the answer.  False: no free slot."""
+        slot = self.dev.post_request(self.a.ctl, tenant, self.now)
+        if slot < 0:
+            return False
+        posted = self.now
+        self.stats.posted += 1
+
+        def seen(when: int) -> None:
+            self.at(when, self._decision_seen, slot, posted, on_decision)
+        visible = self.now + self.gpu.visibility_ns
+        self._posted.append((visible, slot, seen))
+        self.wake_control(visible)
+        bound = int(self.a.ctl[S.PLANE.wait_bound_ns])
+        self.at(self.now + bound, self._wait_bound_hit, slot, posted, on_decision)
+        return True
+
+    def _decision_seen(self, slot: int, posted: int, on_decision) -> None:
+        if int(self.a.ctl[S.SLOT_BASE + slot * S.SLOT_STRIDE + S.SLOT.post_ns]) != posted:
+            return  # the wait already ended at its bound
+        decision = self.dev.poll_request(self.a.ctl, slot)
+        if decision < 0:
+            return
+        self.stats.reaction_ns.append(self.now - posted)
+        self.stats.answered += 1
+        on_decision(decision, self.now)
+
+    def _wait_bound_hit(self, slot: int, posted: int, on_decision) -> None:
+        base = S.SLOT_BASE + slot * S.SLOT_STRIDE
+        if int(self.a.ctl[base + S.SLOT.post_ns]) != posted or self.a.ctl[base + S.SLOT.state] == S.FREE:
+            return
+        decision = self.dev.abandon_request(self.a.ctl, slot)
+        self.a.ctl[base + S.SLOT.post_ns] = -1  # this wait is over; a late 'seen' must not act
+        self.stats.answered += 1
+        on_decision(decision, self.now)
+
+    # ----------------------------------------------------- CTA dispatch
+    def _dispatch(self) -> None:
+        while self._free_slots > 0 and self._dispatch_queue:
+            self._free_slots -= 1
+            starter = self._dispatch_queue.pop(0)
+            self.at(self.now + self.gpu.gate_step_ns, starter)
+
+    def _release_slot(self) -> None:
+        self._free_slots += 1
+        self._dispatch()
+
+    def launch(self, tenant: int, *, blocks: int, block_ns: int, mode: str = "gate", workers: int | None = None,
+               on_done=None) -> KernelRun:
+        """Launch a kernel of ``blocks`` CTAs (gate mode) or logical blocks
+        (persistent mode, ``workers`` worker CTAs) for ``tenant``."""
+        run = KernelRun(tenant, mode, self.now, blocks)
+        self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
+        k = _Kernel(run, block_ns, blocks if mode == "gate" else (workers or self.gpu.worker_slots),
+                    on_done=on_done)
+        self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
+        return run
+
+    def _enqueue_launch(self, k: _Kernel) -> None:
+        n = k.workers if k.run.mode == "persistent" else k.run.blocks - k.next_block
+        for _ in range(n):
+            k.live_workers += 1
+            self._dispatch_queue.append(lambda k=k: self._cta_start(k))
+        self._dispatch()
+
+    def _cta_start(self, k: _Kernel) -> None:
+        self._enter(k, self.now)
+
+    def _enter(self, k: _Kernel, started: int) -> None:
+        t = k.run.tenant
+        if self.dev.try_token(self.a.ctl, self.a.flat, t, self.now):
+            self._body(k, S.ENTER_TOKEN)
+            return
+        if not self.post(t, lambda d, when: self._entered(k, started, d)):
+            self._retry_or_bypass(k, started)
+
+    def _entered(self, k: _Kernel, started: int, decision: int) -> None:
+        if decision == S.ADMIT:
+            self._body(k, S.ENTER_POLICY)
+        elif decision < 0:
+            self._body(k, int(self.dev.bypass(self.a.ctl, self.a.flat, k.run.tenant)))
+        elif k.run.mode == "persistent":
+            self.stats.denied_exits += 1
+            self._worker_exit(k)
+        else:
+            self._retry_or_bypass(k, started)
+
+    def _retry_or_bypass(self, k: _Kernel, started: int) -> None:
+        if self.now - started >= int(self.a.ctl[S.PLANE.wait_bound_ns]):
+            self._body(k, int(self.dev.bypass(self.a.ctl, self.a.flat, k.run.tenant)))
+        else:
+            self.at(self.now + self.gpu.retry_ns, self._enter, k, started)
+
+    def _body(self, k: _Kernel, how: int) -> None:
+        self.stats.count(self.stats.bypassed if how == S.ENTER_BYPASS else self.stats.granted, k.run.tenant)
+        if k.run.mode == "persistent":
+            if k.next_block >= k.run.blocks:
+                self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
+                self._worker_exit(k)
+                return
+        key = (k.serial, k.next_block)
+        self.stats.blocks_started[key] = self.stats.blocks_started.get(key, 0) + 1
+        k.next_block += 1
+        self.at(self.now + k.block_ns, self._block_done, k, how)
+
+    def _block_done(self, k: _Kernel, how: int) -> None:
+        self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
+        k.run.blocks_done += 1
+        if k.run.mode == "persistent" and k.next_block < k.run.blocks:
+            self._enter(k, self.now)
+            return
+        self._worker_exit(k)
+
+    def _worker_exit(self, k: _Kernel) -> None:
+        k.live_workers -= 1
+        self._release_slot()
+        if k.run.blocks_done == k.run.blocks and k.live_workers == 0 and k.run.done_ns is None:
+            k.run.done_ns = self.now
+            if k.on_done:
+                k.on_done(k.run)
+        elif k.run.mode == "persistent" and k.live_workers == 0 and k.next_block < k.run.blocks:
+            # every worker was denied: the host launches the rest again (the launcher's loop)
+            self.stats.relaunches += 1
+            self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
+
+    # -------------------------------------------------------- paced copy
+    def copy(self, tenant: int, nbytes: int, *, chunk: int, on_done=None) -> CopyRun:
+        run = CopyRun(tenant, nbytes, chunk, self.now)
+        self.dev.dma_announce(self.a.ctl, tenant, nbytes)
+        self.at(self.now + self.gpu.launch_ns, self._copy_chunk, run, self.now, on_done)
+        return run
+
+    def _copy_chunk(self, run: CopyRun, waiting_since: int, on_done, backoff: int = 0) -> None:
+        n = min(run.chunk, run.nbytes - run.moved)
+        if self.dev.dma_take(self.a.ctl, self.a.flat, run.tenant, n):
+            pass
+        elif self.now - waiting_since < int(self.a.ctl[S.PLANE.wait_bound_ns]):
+            # back off exponentially, as a spinning copy kernel with nanosleep would, up to COPY_BACKOFF_MAX_NS
+            backoff = min(max(backoff * 2, self.gpu.retry_ns), COPY_BACKOFF_MAX_NS)
+            self.at(self.now + backoff, self._copy_chunk, run, waiting_since, on_done, backoff)
+            return
+        else:
+            run.bypassed_chunks += 1
+            self.dev.bypass(self.a.ctl, self.a.flat, run.tenant)
+            self.dev.cta_exit(self.a.ctl, run.tenant, S.ENTER_BYPASS)
+            self.dev.dma_announce(self.a.ctl, run.tenant, -n)  # no longer waiting for tokens
+        run.moved += n
+        finish = self.now + int(n * 1e9 / self.gpu.copy_bytes_per_s)
+        if run.moved >= run.nbytes:
+            run.done_ns = finish
+            if on_done:
+                self.at(finish, on_done, run)
+        else:
+            self.at(finish, self._copy_chunk, run, finish, on_done)

@@ -1,0 +1,256 @@
+"""Worker gates (gbpfd.device.gates) on the CPU target, on fresh plane arrays:
+each step's effect on the words the control CTA and the other workers read."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gbpfd.device import state as S
+from gbpfd.device.build import for_cpu
+from gbpfd.device.gates import counter_word, slot_word, tenant_word
+from gbpfd.plane import arrays as A
+
+NOW = 5_000
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return for_cpu()
+
+
+@pytest.fixture
+def a():
+    arrays = A.allocate()
+    A.initialise(arrays, A.Periods(), wait_bound_ns=2_000_000, active_window_ns=1_000_000, sample_every=0)
+    return arrays
+
+
+def tenant(a, t, field):
+    return int(a.ctl[tenant_word(t, field)])
+
+
+def counter(a, t, field):
+    return int(a.flat[counter_word(t, field)])
+
+
+def slot(a, s, field):
+    return int(a.ctl[slot_word(s, field)])
+
+
+# ------------------------------------------------------------------ tokens
+
+def test_token_fast_path_takes_exactly_one_token(dev, a):
+    a.ctl[tenant_word(2, S.TENANT.tokens)] = 3
+    assert dev.try_token(a.ctl, a.flat, 2, NOW)
+    assert tenant(a, 2, S.TENANT.tokens) == 2
+    assert tenant(a, 2, S.TENANT.running) == 1
+    assert int(a.ctl[S.PLANE.total_running]) == 1
+    assert counter(a, 2, S.COUNTER.admitted) == 1
+    assert int(a.ctl[S.PLANE.fast_grants]) == 1
+    assert tenant(a, 2, S.TENANT.last_demand_ns) == NOW
+    # the other tenants are untouched
+    assert tenant(a, 1, S.TENANT.running) == 0 and counter(a, 1, S.COUNTER.admitted) == 0
+
+
+@pytest.mark.parametrize("tokens", [0, -2])
+def test_no_token_refuses_and_leaves_tokens(dev, a, tokens):
+    a.ctl[tenant_word(0, S.TENANT.tokens)] = tokens
+    assert not dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert tenant(a, 0, S.TENANT.tokens) == tokens
+    assert tenant(a, 0, S.TENANT.running) == 0
+    assert int(a.ctl[S.PLANE.total_running]) == 0
+    assert counter(a, 0, S.COUNTER.admitted) == 0
+    assert int(a.ctl[S.PLANE.fast_grants]) == 0
+    # the demand is noted even when refused: it keeps the tenant in the fair share
+    assert tenant(a, 0, S.TENANT.last_demand_ns) == NOW
+
+
+def test_global_cap_blocks_the_fast_path(dev, a):
+    a.ctl[tenant_word(0, S.TENANT.tokens)] = 5
+    a.ctl[S.PLANE.global_cta_cap] = 2
+    a.ctl[S.PLANE.total_running] = 2
+    assert not dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert tenant(a, 0, S.TENANT.tokens) == 5
+    assert int(a.ctl[S.PLANE.total_running]) == 2
+    a.ctl[S.PLANE.total_running] = 1
+    assert dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert tenant(a, 0, S.TENANT.tokens) == 4
+
+
+def test_tokens_run_out_after_exactly_that_many_grants(dev, a):
+    a.ctl[tenant_word(1, S.TENANT.tokens)] = 4
+    grants = [bool(dev.try_token(a.ctl, a.flat, 1, NOW + i)) for i in range(7)]
+    assert grants == [True] * 4 + [False] * 3
+    assert tenant(a, 1, S.TENANT.tokens) == 0
+    assert tenant(a, 1, S.TENANT.running) == 4
+
+
+# ------------------------------------------------------------ request slots
+
+def test_post_request_claims_distinct_slots_until_all_are_taken(dev, a):
+    slots = [int(dev.post_request(a.ctl, 3, NOW + i)) for i in range(S.NSLOTS)]
+    assert sorted(slots) == list(range(S.NSLOTS))
+    for i, s in enumerate(slots):
+        assert slot(a, s, S.SLOT.state) == S.POSTED
+        assert slot(a, s, S.SLOT.tenant) == 3
+        assert slot(a, s, S.SLOT.post_ns) == NOW + i
+    assert tenant(a, 3, S.TENANT.queued) == S.NSLOTS
+    assert dev.post_request(a.ctl, 3, NOW) == -1
+    assert dev.post_request(a.ctl, 4, NOW) == -1
+    assert tenant(a, 3, S.TENANT.queued) == S.NSLOTS
+    assert tenant(a, 4, S.TENANT.queued) == 0
+
+
+def test_poll_before_a_decision_returns_minus_one(dev, a):
+    s = dev.post_request(a.ctl, 0, NOW)
+    assert s >= 0
+    assert dev.poll_request(a.ctl, s) == -1
+    assert slot(a, s, S.SLOT.state) == S.POSTED
+
+
+def test_poll_after_a_decision_returns_it_once_and_frees_the_slot(dev, a):
+    s = dev.post_request(a.ctl, 0, NOW)
+    assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1  # no program: admit
+    assert dev.poll_request(a.ctl, s) == S.ADMIT
+    assert slot(a, s, S.SLOT.state) == S.FREE
+    assert dev.poll_request(a.ctl, s) == -1
+
+
+def test_abandon_before_the_control_cta_serves_withdraws_the_request(dev, a):
+    s = dev.post_request(a.ctl, 1, NOW)
+    assert tenant(a, 1, S.TENANT.queued) == 1
+    assert dev.abandon_request(a.ctl, s) == -1
+    assert slot(a, s, S.SLOT.state) == S.FREE
+    assert tenant(a, 1, S.TENANT.queued) == 0
+    # the control CTA then finds nothing to decide
+    assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 0
+    assert counter(a, 1, S.COUNTER.admitted) == 0 and counter(a, 1, S.COUNTER.deferred) == 0
+    assert tenant(a, 1, S.TENANT.running) == 0
+
+
+def test_abandon_after_an_admission_returns_it_never_granted_and_bypassed(dev, a):
+    s = dev.post_request(a.ctl, 1, NOW)
+    assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1
+    assert dev.abandon_request(a.ctl, s) == S.ADMIT
+    assert slot(a, s, S.SLOT.state) == S.FREE
+    assert counter(a, 1, S.COUNTER.admitted) == 1
+    assert counter(a, 1, S.COUNTER.bypassed) == 0
+    assert tenant(a, 1, S.TENANT.running) == 1  # counted once, by the control CTA
+    assert tenant(a, 1, S.TENANT.queued) == 0
+
+
+def test_abandon_after_a_deferral_returns_it(dev, a):
+    a.ctl[S.PLANE.global_cta_cap] = 0  # the control CTA defers without running a policy
+    s = dev.post_request(a.ctl, 1, NOW)
+    assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1
+    assert dev.abandon_request(a.ctl, s) == S.DEFER
+    assert slot(a, s, S.SLOT.state) == S.FREE
+    assert counter(a, 1, S.COUNTER.deferred) == 1
+    assert tenant(a, 1, S.TENANT.running) == 0
+
+
+def test_a_freed_slot_is_claimed_again(dev, a):
+    slots = [dev.post_request(a.ctl, 0, NOW) for _ in range(S.NSLOTS)]
+    assert dev.post_request(a.ctl, 0, NOW) == -1
+    dev.abandon_request(a.ctl, slots[17])
+    assert dev.post_request(a.ctl, 5, NOW + 1) == slots[17]
+    assert slot(a, slots[17], S.SLOT.tenant) == 5
+
+
+# ------------------------------------------------------------ enter / leave
+
+def test_bypass_runs_the_cta_and_counts_it(dev, a):
+    assert dev.bypass(a.ctl, a.flat, 4) == S.ENTER_BYPASS
+    assert counter(a, 4, S.COUNTER.bypassed) == 1
+    assert counter(a, 4, S.COUNTER.admitted) == 0
+    assert int(a.ctl[S.PLANE.bypassed]) == 1
+    assert tenant(a, 4, S.TENANT.running) == 1
+    assert int(a.ctl[S.PLANE.total_running]) == 1
+
+
+@pytest.mark.parametrize("how,token_back", [(S.ENTER_TOKEN, 1), (S.ENTER_POLICY, 0), (S.ENTER_BYPASS, 0)])
+def test_cta_exit_returns_a_token_only_for_token_entries(dev, a, how, token_back):
+    dev.note_running(a.ctl, a.flat, 0, S.COUNTER.admitted)
+    dev.note_running(a.ctl, a.flat, 0, S.COUNTER.admitted)
+    a.ctl[tenant_word(0, S.TENANT.tokens)] = 7
+    dev.cta_exit(a.ctl, 0, how)
+    assert tenant(a, 0, S.TENANT.tokens) == 7 + token_back
+    assert tenant(a, 0, S.TENANT.running) == 1
+    assert int(a.ctl[S.PLANE.total_running]) == 1
+
+
+# --------------------------------------------------------------- paced copy
+
+def test_dma_take_with_enough_tokens(dev, a):
+    a.ctl[tenant_word(2, S.TENANT.dma_tokens)] = 1000
+    dev.dma_announce(a.ctl, 2, 600)
+    assert tenant(a, 2, S.TENANT.dma_pending) == 600
+    assert dev.dma_take(a.ctl, a.flat, 2, 600)
+    assert tenant(a, 2, S.TENANT.dma_tokens) == 400
+    assert tenant(a, 2, S.TENANT.dma_moved) == 600
+    assert tenant(a, 2, S.TENANT.dma_pending) == 0
+    assert counter(a, 2, S.COUNTER.dma_bytes) == 600
+
+
+def test_dma_take_of_exactly_the_tokens_left(dev, a):
+    a.ctl[tenant_word(2, S.TENANT.dma_tokens)] = 256
+    assert dev.dma_take(a.ctl, a.flat, 2, 256)
+    assert tenant(a, 2, S.TENANT.dma_tokens) == 0
+
+
+def test_dma_take_without_enough_tokens_changes_nothing(dev, a):
+    a.ctl[tenant_word(2, S.TENANT.dma_tokens)] = 400
+    dev.dma_announce(a.ctl, 2, 600)
+    assert not dev.dma_take(a.ctl, a.flat, 2, 600)
+    assert tenant(a, 2, S.TENANT.dma_tokens) == 400
+    assert tenant(a, 2, S.TENANT.dma_moved) == 0
+    assert tenant(a, 2, S.TENANT.dma_pending) == 600
+    assert counter(a, 2, S.COUNTER.dma_bytes) == 0
+
+
+# -------------------------------------------------------------------- warps
+
+def test_warp_enter_respects_the_warp_cap(dev, a):
+    a.ctl[tenant_word(1, S.TENANT.warp_cap)] = 2
+    assert [bool(dev.warp_enter(a.ctl, 1)) for _ in range(3)] == [True, True, False]
+    assert tenant(a, 1, S.TENANT.warps_active) == 2
+    dev.warp_leave(a.ctl, 1)
+    assert tenant(a, 1, S.TENANT.warps_active) == 1
+    assert dev.warp_enter(a.ctl, 1)
+    assert not dev.warp_enter(a.ctl, 1)
+
+
+def test_warp_cap_zero_admits_no_warp(dev, a):
+    assert not dev.warp_enter(a.ctl, 0)
+    assert tenant(a, 0, S.TENANT.warps_active) == 0
+
+
+def test_warp_throttled_accounts_waiting_and_wait_time(dev, a):
+    dev.warp_throttled(a.ctl, a.flat, 3, 0, 1)
+    assert tenant(a, 3, S.TENANT.warps_waiting) == 1
+    dev.warp_throttled(a.ctl, a.flat, 3, 1500, -1)
+    assert tenant(a, 3, S.TENANT.warps_waiting) == 0
+    assert counter(a, 3, S.COUNTER.throttled_ns) == 1500
+
+
+# ------------------------------------------------------------------ property
+
+@settings(max_examples=40, deadline=None)
+@given(tokens=st.integers(0, 8), steps=st.lists(st.sampled_from(["enter", "exit"]), max_size=30))
+def test_token_entries_conserve_tokens_plus_running(tokens, steps):
+    """Whatever the order of entries and exits by token, tokens + running stays what the tick gave."""
+    dev = for_cpu()
+    a = A.allocate()
+    A.initialise(a, A.Periods(), wait_bound_ns=1, active_window_ns=1, sample_every=0)
+    a.ctl[tenant_word(0, S.TENANT.tokens)] = tokens
+    running = 0
+    for step in steps:
+        if step == "enter":
+            running += bool(dev.try_token(a.ctl, a.flat, 0, NOW))
+        elif running:
+            dev.cta_exit(a.ctl, 0, S.ENTER_TOKEN)
+            running -= 1
+        assert tenant(a, 0, S.TENANT.running) == running
+        assert tenant(a, 0, S.TENANT.tokens) + running == tokens
+        assert 0 <= tenant(a, 0, S.TENANT.tokens)

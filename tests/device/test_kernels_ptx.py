@@ -1,0 +1,87 @@
+"""The real control kernel and worker waits compile to PTX for sm_90 with no GPU."""
+from __future__ import annotations
+
+import pytest
+
+from cuda_stub import TARGET_CC, nvvm_missing_reason, stand_in_device
+
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
+cuda = pytest.importorskip("numba.cuda")
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    reason = nvvm_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with stand_in_device():
+        from gbpfd.device import kernels_cuda
+        yield kernels_cuda
+
+
+def _arrays_sig():
+    from numba import types
+    i64, u64 = types.int64, types.uint64
+    return (i64[:], i64[:], i64[:, :, :, :], types.uint8[:], i64[:], i64[:, :, :, :], u64[:, :], u64[:, :, :],
+            i64[:, :])
+
+
+def _ptx(fn, sig):
+    with stand_in_device():
+        ptx, _ = cuda.compile_ptx(fn, sig, cc=TARGET_CC)
+    return ptx
+
+
+def test_control_kernel_compiles_with_acquire_loads_and_device_clocks(kernels):
+    ptx = _ptx(kernels.control_kernel.py_func, _arrays_sig())
+    assert f".target sm_{TARGET_CC[0]}{TARGET_CC[1]}" in ptx
+    for needle in ("ld.acquire.sys.b64", "st.release.sys.b64", "%globaltimer", "%smid", "vote.sync.ballot"):
+        assert needle in ptx, needle
+
+
+def test_worker_waits_compile(kernels):
+    from numba import types
+    i64 = types.int64
+
+    def worker(ctl, flat, tenant, out):
+        how = kernels.cta_enter(ctl, flat, tenant, False)
+        kernels.warp_gate_wait(ctl, flat, tenant)
+        out[0] = kernels.dma_take_wait(ctl, flat, tenant, 4096)
+        kernels.cta_exit(ctl, tenant, how)
+
+    ptx = _ptx(worker, (i64[:], i64[:], i64, types.boolean[:]))
+    assert "nanosleep" in ptx
+    assert "atom" in ptx
+
+
+def test_admit_wrappers_and_paced_copy_compile(kernels):
+    from numba import types
+
+    from gbpfd.device import admit_kernels
+    i64, f32 = types.int64, types.float32
+
+    def scale(x, factor):
+        i = cuda.grid(1)
+        if i < x.shape[0]:
+            x[i] *= factor
+
+    def scale_block(block, x, factor):
+        i = block * cuda.blockDim.x + cuda.threadIdx.x
+        if i < x.shape[0]:
+            x[i] *= factor
+
+    gated = admit_kernels.gate_kernel(scale, ["x", "factor"])
+    ptx = _ptx(gated.py_func, (i64[:], i64[:], i64, f32[:], f32))
+    assert "ld.acquire.sys.b64" in ptx and "bar.sync" in ptx
+    workers = admit_kernels.persistent_kernel(scale_block, ["x", "factor"])
+    ptx = _ptx(workers.py_func, (i64[:], i64[:], i64, i64[:], i64, i64, f32[:], f32))
+    assert "%smid" in ptx
+    def loop(x, gate):
+        for i in range(x.shape[0]):
+            admit_kernels.warp_gate(gate)
+            x[i] += 1
+
+    ptx = _ptx(admit_kernels.gate_kernel(loop, ["x", "gate"]).py_func, (i64[:], i64[:], i64, f32[:]))
+    assert "activemask" in ptx or "bar.warp.sync" in ptx
+    ptx = _ptx(admit_kernels.paced_copy_kernel.py_func, (i64[:], i64[:], i64, i64[:], i64[:], i64))
+    assert "nanosleep" in ptx
