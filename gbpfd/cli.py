@@ -76,6 +76,56 @@ def _cmd_exec(args) -> int:
     return EXIT_OK
 
 
+def _cmd_demo(args) -> int:
+    import json
+
+    from gbpfd.demo import DemoConfig, format_report, run_demo
+    report = run_demo(DemoConfig(seconds=args.seconds, backend=args.backend),
+                      progress=None if args.json else _progress_bar("demo"))
+    print(json.dumps(report) if args.json else format_report(report))
+    return EXIT_OK
+
+
+def _progress_bar(label: str):
+    def show(fraction: float) -> None:
+        filled = int(fraction * 30)
+        end = "\n" if fraction >= 1 else ""
+        print(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}", end=end, file=sys.stderr,
+              flush=True)
+    return show
+
+
+def _cmd_top(args) -> int:
+    import json
+    import time
+
+    from gbpfd.demo import DemoConfig
+    from gbpfd.demo.run import demo_quotas_path
+    from gbpfd.plane.plane import Plane
+    from gbpfd.top import format_frame, frame
+    frames = 1 if args.once else args.frames
+    if not args.interval > 0:
+        raise ValueError(f"--interval must be > 0 seconds, got {args.interval}")
+    if frames is not None and frames < 1:
+        raise ValueError(f"--frames must be at least 1, got {frames}")
+    with Plane(args.backend, quotas=args.quotas or demo_quotas_path()) as plane:
+        print(f"gbpfd top: backend {plane.backend_name} ({plane.backend_reason})", file=sys.stderr)
+        if plane.simulated and not args.idle:
+            from gbpfd.demo.sim_workload import SimDemoWorkload
+            SimDemoWorkload(plane, DemoConfig(backend="sim"), args.interval * (frames or 10 ** 6))
+        n = 0
+        while frames is None or n < frames:
+            n += 1
+            if plane.simulated:
+                # the simulated device runs as fast as it can: one interval of device time per frame
+                plane.device.run_until(plane.device.now + int(args.interval * 1e9))
+            else:
+                time.sleep(args.interval)
+            f = frame(plane)
+            print(json.dumps(f) if args.json else format_frame(f), flush=True)
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gbpfd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -99,6 +149,22 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--vm", choices=("reference", "fast"), default="reference")
     cmd.add_argument("--fuel", type=int, default=1_000_000, help="instruction limit")
     cmd.set_defaults(run=_cmd_exec)
+
+    cmd = sub.add_parser("demo", help="run the demo: baseline policy, demo quotas, a live swap, the figures")
+    cmd.add_argument("--backend", choices=("auto", "cuda", "sim"), default="auto")
+    cmd.add_argument("--seconds", type=float, default=1.0, help="device time to run (default 1.0)")
+    cmd.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    cmd.set_defaults(run=_cmd_demo)
+
+    cmd = sub.add_parser("top", help="live per-tenant counters and plane health, one frame per interval")
+    cmd.add_argument("--backend", choices=("auto", "cuda", "sim"), default="auto")
+    cmd.add_argument("--quotas", help="quota file (default: the shipped demo quotas)")
+    cmd.add_argument("--interval", type=float, default=1.0, help="seconds between frames (device time on sim)")
+    cmd.add_argument("--frames", type=int, help="stop after this many frames (default: until Ctrl-C)")
+    cmd.add_argument("--once", action="store_true", help="print one frame and exit")
+    cmd.add_argument("--json", action="store_true", help="one JSON record per frame")
+    cmd.add_argument("--idle", action="store_true", help="on the simulated device, run no demo workload")
+    cmd.set_defaults(run=_cmd_top)
     return parser
 
 
@@ -110,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT if err.code else EXIT_OK
     try:
         return args.run(args)
-    except InputError as err:
+    except (InputError, ValueError) as err:
         print(f"gbpfd {args.command}: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except GbpfdError as err:
