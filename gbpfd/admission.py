@@ -97,12 +97,15 @@ class AdmittedKernel:
         from numba import cuda
         kernel = self._compiled()
         d = self.plane.device
-        fit = kernel.max_cooperative_grid_blocks(block) if hasattr(kernel, "max_cooperative_grid_blocks") else None
-        workers = self.workers or fit or self.plane.total_slots
-        if fit is not None and workers > fit:
-            raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident (at most "
-                             f"{fit} fit); lower workers= or the block size")
         next_block = cuda.to_device(np.zeros(1, np.int64), stream=stream)
+        first = (d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0, *args)
+        compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in first))
+        # the control CTA's SM is not the workers': one SM's worth less
+        fit = compiled.max_cooperative_grid_blocks(block) * (self.plane.device_sms - 1) // self.plane.device_sms
+        workers = self.workers or fit
+        if workers > fit:
+            raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident beside "
+                             f"the control CTA (at most {fit} fit); lower workers= or the block size")
         bound_s = self.plane.options.wait_bound_us * 1e-6
         done = stalled_since = 0
         force = 0

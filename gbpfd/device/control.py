@@ -213,6 +213,7 @@ def mirror(ctl, host, flat):
     host[HEADER.insns] = ctl[PLANE.insns]
     host[HEADER.bypassed] = ctl[PLANE.bypassed]
     host[HEADER.epoch] = ctl[META.epoch]
+    host[HEADER.loops] = ctl[PLANE.loops]
 
 
 def due(now, ctl, last, period):
@@ -307,8 +308,8 @@ def run_command(at, now, ctl, host, flat8, flat):
 
 def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     """The serial part of one control-loop iteration; 1 when told to stop."""
-    host[HEADER.heartbeat_ns] = now
-    host[HEADER.loops] += 1
+    host[HEADER.heartbeat_ns] = now  # a posted store: the loop reads the host area only for commands
+    ctl[PLANE.loops] += 1
     ctl[PLANE.period_loops] += 1
     for _ in range(COMMANDS_PER_LOOP):
         at = command_pending(host)

@@ -2,10 +2,11 @@
 control kernel and the worker-side waits (device code only: host code
 lives in gbpfd.plane.backend_cuda, see gbpfd.device).
 
-The control CTA is one warp.  Lane 0 runs ``housekeeping`` (commands,
-periodic hooks); then every lane polls its request slots with one acquire
-load each, a ballot gathers the posted ones, and lane 0 decides them in
-slot order, so one poll round costs one L2 round trip, not one per slot.
+The control CTA is two warps.  Warp 1's lane 0 runs ``housekeeping``
+(commands, periodic hooks) in a loop; in warp 0 every lane polls its
+request slots with one acquire load each, a ballot gathers the posted
+ones, and lane 0 decides them in slot order, so one poll round costs one
+L2 round trip, not one per slot, and never waits on the host.
 Workers wait with time bounds from ``%globaltimer``; past the bound they
 bypass and the bypass is counted.
 """
@@ -34,34 +35,42 @@ warp_leave = _D.warp_leave
 warp_throttled = _D.warp_throttled
 FULL_MASK = 0xFFFFFFFF
 WARP = 32
+CONTROL_THREADS = 2 * WARP
 BACKOFF_MIN_NS = 32
 BACKOFF_MAX_NS = 4096
 
 
 @cuda.jit
 def control_kernel(ctl, host, code, flat8, flat, desc, regs, frames, vmout):
-    lane = cuda.threadIdx.x
-    if lane == 0:
+    """Warp 1 (lane 0) runs housekeeping, which is the only code that reads
+    the host area over PCIe; warp 0 serves requests and never waits on it."""
+    tid = cuda.threadIdx.x
+    lane = tid % WARP
+    if tid == 0:
         sm = smid()
         ctl[S.PLANE.smid] = sm
         host[HEADER.smid] = sm
         store_release(host, HEADER.ready, 1)
+    if tid >= WARP:
+        if lane == 0:
+            while housekeeping(globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout) == 0:
+                pass
+            store_release(ctl, S.PLANE.stop, 1)
+        return
     stop = 0
     while stop == 0:
+        for k in range(S.SLOTS_PER_LANE):
+            s = lane + WARP * k
+            posted = load_acquire(ctl, S.SLOT_BASE + s * S.SLOT_STRIDE + S.SLOT.state) == S.POSTED
+            bits = cuda.ballot_sync(FULL_MASK, posted)
+            if lane == 0:
+                for b in range(WARP):
+                    if (bits >> b) & 1:
+                        serve_slot(b + WARP * k, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames,
+                                   vmout)
         if lane == 0:
-            stop = housekeeping(globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+            stop = load_acquire(ctl, S.PLANE.stop)
         stop = cuda.shfl_sync(FULL_MASK, stop, 0)
-        if stop == 0:
-            for k in range(S.SLOTS_PER_LANE):
-                s = lane + WARP * k
-                posted = load_acquire(ctl, S.SLOT_BASE + s * S.SLOT_STRIDE + S.SLOT.state) == S.POSTED
-                bits = cuda.ballot_sync(FULL_MASK, posted)
-                if lane == 0:
-                    for b in range(WARP):
-                        if (bits >> b) & 1:
-                            serve_slot(b + WARP * k, globaltimer(), ctl, host, code, flat8, flat, desc, regs,
-                                         frames, vmout)
-            cuda.syncwarp(FULL_MASK)
 
 
 @cuda.jit(device=True)

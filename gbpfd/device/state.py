@@ -49,7 +49,7 @@ _PLANE_NAMES = [
     "tick_period_ns", "dma_period_ns", "warp_period_ns", "therm_period_ns",
     "last_tick_ns", "last_dma_ns", "last_warp_ns", "last_therm_ns", "period_loops",
     "active_window_ns", "wait_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
-    "bypassed", "insns", "smid", "torn_loops",
+    "bypassed", "insns", "smid", "torn_loops", "loops", "stop",
 ]
 PLANE = namedtuple("PlaneWords", _PLANE_NAMES)(*range(META_WORDS, META_WORDS + len(_PLANE_NAMES)))
 #: a torn-proof staging copy of the snapshot (meta words, then quota words)

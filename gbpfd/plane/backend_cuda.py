@@ -5,7 +5,10 @@ GPU-only: nothing here runs without a GPU (tests marked ``gpu``).  Work
 launched on the legacy default stream does not wait for a non-blocking
 stream, so the resident control kernel never blocks ordinary launches; a
 device-wide ``cuda.synchronize()`` would wait for it, so the plane's users
-synchronise streams instead.
+synchronise streams instead.  Device memory is not freed while the
+control kernel is resident (``cuda.defer_cleanup``), and modules load
+eagerly (gbpfd.plane.gpu_probe sets ``CUDA_MODULE_LOADING=EAGER``): both a
+free and a lazy module load can synchronise the whole context.
 """
 from __future__ import annotations
 
@@ -66,8 +69,11 @@ class CudaBackend:
                 d["frames"], d["vmout"])
 
     def start(self) -> None:
-        from gbpfd.device.kernels_cuda import control_kernel
-        control_kernel[1, 32, self.control_stream](*self.device_args())
+        from gbpfd.device.kernels_cuda import CONTROL_THREADS, control_kernel
+        # cuMemFree synchronises the context, which would wait for the resident control kernel
+        self._deferred = self.cuda.defer_cleanup()
+        self._deferred.__enter__()
+        control_kernel[1, CONTROL_THREADS, self.control_stream](*self.device_args())
 
     def staged(self, hook: int, slot: int) -> None:
         """Copy an idle program slot to the device before the swap command."""
@@ -108,5 +114,6 @@ class CudaBackend:
     def close(self, stopped: bool) -> None:
         if stopped:
             self.control_stream.synchronize()
+            self._deferred.__exit__(None, None, None)
             for name in ("ctl", "flat"):
                 self.d[name].copy_to_host(getattr(self.arrays, name))

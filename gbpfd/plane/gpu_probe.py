@@ -9,6 +9,9 @@ from functools import cache
 @cache
 def gpu_missing_reason() -> str | None:
     """Why the GPU backend cannot run here, or None when it can."""
+    # Before the driver starts: a lazy module load can synchronise the
+    # context, which would wait for the resident control kernel.
+    os.environ.setdefault("CUDA_MODULE_LOADING", "EAGER")
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return "NUMBA_ENABLE_CUDASIM=1 selects Numba's CUDA simulator, which cannot run a persistent kernel"
     try:

@@ -132,6 +132,10 @@ class Plane:
     def total_slots(self) -> int:
         return self._backend.total_slots
 
+    @property
+    def device_sms(self) -> int:
+        return self._backend.sms
+
     def __enter__(self) -> "Plane":
         self.start()
         return self

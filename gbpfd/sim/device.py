@@ -15,11 +15,13 @@ import heapq
 import itertools
 from dataclasses import dataclass, field
 
-from gbpfd.bridge.layout import HEADER, REGION, RING
+from gbpfd.bridge.layout import REGION, RING
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
 from gbpfd.plane.arrays import PlaneArrays
 from gbpfd.sim.model import SimGPU
+
+COMMAND_HEAD = REGION.command_ring + RING.head
 
 
 COPY_BACKOFF_MAX_NS = 16_000
@@ -92,6 +94,8 @@ class SimDevice:
         self._events: list = []
         self._seq = itertools.count()
         self._control_at: int | None = None
+        self._command_heads: list = []  # (visible from, head after the push), oldest first
+        self._seen_head = 0
         self._posted: list = []       # (visible_ns, slot, continuation)
         self._free_slots = gpu.worker_slots
         self._dispatch_queue: list = []  # FIFO of CTA starters
@@ -139,14 +143,28 @@ class SimDevice:
 
     def host_wrote(self) -> None:
         """The host pushed a command: the control CTA sees it after a PCIe trip."""
+        head = int(self.a.host[COMMAND_HEAD])
+        self._command_heads.append((self.now + self.gpu.host_ns, head))
         self.wake_control(self.now + self.gpu.host_ns)
+
+    def _visible_command_head(self) -> int:
+        """The newest command head the device can see now (host writes take host_ns)."""
+        while len(self._command_heads) > 1 and self._command_heads[1][0] <= self.now:
+            self._command_heads.pop(0)
+        at, head = self._command_heads[0]
+        return head if at <= self.now else self._seen_head
 
     def _control_iteration(self, planned: int) -> None:
         if self._control_at != planned or not self.running or self.stalled:
             return
         self._control_at = None
         insns0 = int(self.a.ctl[S.PLANE.insns])
-        if self.dev.housekeeping(self.now, *self.args):
+        written = int(self.a.host[COMMAND_HEAD])
+        self._seen_head = self._visible_command_head() if self._command_heads else written
+        self.a.host[COMMAND_HEAD] = self._seen_head
+        stop = self.dev.housekeeping(self.now, *self.args)
+        self.a.host[COMMAND_HEAD] = written
+        if stop:
             self.running = False
             return
         cost = self.gpu.loop_ns + (int(self.a.ctl[S.PLANE.insns]) - insns0) * self.gpu.insn_ns
@@ -163,9 +181,10 @@ class SimDevice:
     def _schedule_next(self, free_at: int) -> None:
         ctl = self.a.ctl
         candidates = [p[0] for p in self._posted]
-        host = self.a.host
-        if host[REGION.command_ring + RING.head] != host[REGION.command_ring + RING.tail]:
+        if self._seen_head != self.a.host[REGION.command_ring + RING.tail]:
             candidates.append(free_at)  # a command was left for the next iteration
+        if self._command_heads and self._command_heads[-1][1] != self._seen_head:
+            candidates.append(self._command_heads[-1][0])  # one still on its way over PCIe
         for last, period in ((S.PLANE.last_tick_ns, S.PLANE.tick_period_ns), (S.PLANE.last_dma_ns, S.PLANE.dma_period_ns),
                              (S.PLANE.last_warp_ns, S.PLANE.warp_period_ns),
                              (S.PLANE.last_therm_ns, S.PLANE.therm_period_ns)):
@@ -176,7 +195,7 @@ class SimDevice:
             loop = self.gpu.loop_ns
             skipped = max(0, (nxt - free_at) // loop)
             self.a.ctl[S.PLANE.period_loops] += skipped
-            self.a.host[HEADER.loops] += skipped
+            self.a.ctl[S.PLANE.loops] += skipped
             self.wake_control(free_at + skipped * loop if skipped else nxt)
 
     # ------------------------------------------------------- worker side

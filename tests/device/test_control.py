@@ -398,11 +398,11 @@ def test_a_flood_of_commands_is_taken_a_few_per_loop(rig):
 
 
 def test_stop_returns_one_and_reports_it(rig):
-    loops = int(rig.a.host[HEADER.loops])
+    loops = int(rig.a.ctl[S.PLANE.loops])
     rig.commands.push("stop")
     assert rig.housekeeping(T_ADOPT + 100) == 1
     assert rig.a.host[HEADER.exit_reason] == 1
-    assert rig.a.host[HEADER.loops] == loops + 1
+    assert rig.a.host[HEADER.loops] == loops + 1  # mirrored on the way out
     assert rig.a.host[HEADER.heartbeat_ns] == T_ADOPT + 100
     events = rig.events()
     assert [(e.kind, e.args) for e in events] == [("stopped", {"reason": 1})]
@@ -464,8 +464,9 @@ def test_a_faulting_baseline_leaves_no_program_and_admits(dev):
 
 
 def test_the_heartbeat_and_loop_count_advance_every_housekeeping(rig):
-    loops = int(rig.a.host[HEADER.loops])
+    loops = int(rig.a.ctl[S.PLANE.loops])
     for k in range(1, 4):
         rig.housekeeping(T_ADOPT + k)
         assert rig.a.host[HEADER.heartbeat_ns] == T_ADOPT + k
-    assert rig.a.host[HEADER.loops] == loops + 3
+    # counted in device memory each iteration, copied to the host area each tick
+    assert rig.a.ctl[S.PLANE.loops] == loops + 3
