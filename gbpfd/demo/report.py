@@ -30,7 +30,8 @@ def _us(value) -> str:
 
 def format_report(r: dict) -> str:
     label = " (SIMULATED: modelled device, not GPU figures)" if r["simulated"] else ""
-    lines = [f"gbpfd demo: backend {r['backend']}{label}",
+    reason = f": {r['backend_reason']}" if r.get("backend_reason") else ""
+    lines = [f"gbpfd demo: backend {r['backend']}{label}{reason}",
              f"device: {r['device']}; {r['seconds']} s of device time; policy swap at {r['swap']['at_s']} s",
              "",
              f"{'tenant':<10} {'class':<17} {'weight':>6} {'admitted':>9} {'share':>7} {'target':>7} "

@@ -33,6 +33,8 @@ def demo_quotas_path():
 
 
 def run_demo(config: DemoConfig = DemoConfig(), *, options: PlaneOptions | None = None, progress=None) -> dict:
+    if options is None and config.backend != "sim":
+        options = PlaneOptions(sample_every=16)  # on a GPU, reaction time comes from sampled decisions
     with Plane(config.backend, quotas=demo_quotas_path(), options=options) as plane:
         if plane.simulated:
             from gbpfd.demo.sim_workload import run_on_sim

@@ -85,6 +85,7 @@ def _report(plane: Plane, cfg, lc_runs, copies, swapped, start, end) -> dict:
     p50, p99 = percentiles_us(d.stats.reaction_ns)
     return {
         "backend": plane.backend_name,
+        "backend_reason": plane.backend_reason,
         "simulated": True,
         "device": plane._backend.describe(),
         "seconds": cfg.seconds,

@@ -87,7 +87,8 @@ def test_reaction_times_are_reported():
 def test_format_report_labels_the_figures_simulated():
     text = format_report(report())
     first = text.splitlines()[0]
-    assert first == "gbpfd demo: backend sim (SIMULATED: modelled device, not GPU figures)"
+    assert first == ("gbpfd demo: backend sim (SIMULATED: modelled device, not GPU figures): "
+                     "asked for the simulated device")
     assert "all figures above are SIMULATED" in text
     for name in ("infer", "train", "batch"):
         assert any(line.startswith(name) for line in text.splitlines())
@@ -95,10 +96,10 @@ def test_format_report_labels_the_figures_simulated():
 
 
 def test_format_report_of_a_gpu_run_has_no_simulated_label():
-    r = dict(report(), simulated=False, backend="cuda")
+    r = dict(report(), simulated=False, backend="cuda", backend_reason="a CUDA GPU is present")
     text = format_report(r)
     assert "SIMULATED" not in text
-    assert text.splitlines()[0] == "gbpfd demo: backend cuda"
+    assert text.splitlines()[0] == "gbpfd demo: backend cuda: a CUDA GPU is present"
 
 
 def test_progress_is_reported_up_to_done():

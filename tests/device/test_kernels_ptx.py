@@ -85,3 +85,15 @@ def test_admit_wrappers_and_paced_copy_compile(kernels):
     assert "activemask" in ptx or "bar.warp.sync" in ptx
     ptx = _ptx(admit_kernels.paced_copy_kernel.py_func, (i64[:], i64[:], i64, i64[:], i64[:], i64))
     assert "nanosleep" in ptx
+
+
+def test_the_demo_kernels_compile_inside_their_wrappers(kernels):
+    from numba import types
+
+    from gbpfd.demo import gpu_kernels
+    from gbpfd.device import admit_kernels
+    i64 = types.int64
+    workers = admit_kernels.persistent_kernel(gpu_kernels.be_block, ["marks", "block_ns"])
+    assert "%globaltimer" in _ptx(workers.py_func, (i64[:], i64[:], i64, i64[:], i64, i64, i64[:], i64))
+    gated = admit_kernels.gate_kernel(gpu_kernels.lc_cta, ["marks", "cta_ns"])
+    assert "%globaltimer" in _ptx(gated.py_func, (i64[:], i64[:], i64, i64[:], i64))

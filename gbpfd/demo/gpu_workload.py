@@ -1,0 +1,121 @@
+"""The demo's workload on a GPU (GPU-only; marked gpu in the tests).
+
+Best-effort tenants run persistent-worker kernels of ``be_block_us``
+blocks, each in its own thread and stream, until the time is up; the
+latency-critical tenant launches a gate-mode kernel every
+``lc_period_us``; the copy tenant runs paced copies; the baseline's other
+form is loaded half-way.  Every logical block and CTA marks itself, so the
+device's admitted/bypassed counters can be checked against what ran.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from gbpfd.demo.report import class_shares, percentiles_us
+from gbpfd.demo.sim_workload import SWAPPED_HOOKS
+from gbpfd.policies.catalog import baseline_programs
+
+BE_BLOCKS_PER_LAUNCH = 4096
+THREADS = 128
+
+
+def run_on_gpu(plane, cfg, progress=None) -> dict:
+    from numba import cuda
+
+    from gbpfd.admission import admit, paced_copy
+    from gbpfd.bridge.layout import HEADER
+    from gbpfd.demo import gpu_kernels
+    from gbpfd.plane.backend_cuda import _non_blocking_stream
+
+    qs = plane.quotas
+    end = time.monotonic() + cfg.seconds
+    marks: list = []
+    lock = threading.Lock()
+
+    def be_loop(name: str) -> None:
+        kernel = admit(plane, tenant=name, mode="persistent")(gpu_kernels.be_block)
+        stream = _non_blocking_stream(cuda)
+        while time.monotonic() < end:
+            m = cuda.device_array(BE_BLOCKS_PER_LAUNCH, np.int64, stream=stream)
+            m.copy_to_device(np.zeros(BE_BLOCKS_PER_LAUNCH, np.int64), stream=stream)
+            kernel[BE_BLOCKS_PER_LAUNCH, THREADS, stream](m, cfg.be_block_us * 1000)
+            with lock:
+                marks.append(m.copy_to_host(stream=stream))
+
+    def copy_loop() -> None:
+        stream = _non_blocking_stream(cuda)
+        words = cfg.copy_bytes // 8
+        src, dst = cuda.device_array(words, np.int64), cuda.device_array(words, np.int64)
+        while time.monotonic() < end:
+            paced_copy(plane, dst, src, tenant=cfg.copy_tenant, chunk_bytes=cfg.copy_chunk, stream=stream)
+            stream.synchronize()
+            copied[0] += cfg.copy_bytes
+
+    copied = [0]
+    copy_start = time.monotonic()
+    threads = [threading.Thread(target=be_loop, args=(t.name,), daemon=True)
+               for t in qs.tenants if not t.latency_critical]
+    threads.append(threading.Thread(target=copy_loop, daemon=True))
+    for th in threads:
+        th.start()
+
+    lc = admit(plane, tenant=cfg.lc_tenant, mode="gate")(gpu_kernels.lc_cta)
+    lc_stream = _non_blocking_stream(cuda)
+    lc_latency, swapped, start = [], [], time.monotonic()
+    while time.monotonic() < end:
+        m = cuda.to_device(np.zeros(cfg.lc_ctas, np.int64), stream=lc_stream)
+        t0 = time.perf_counter_ns()
+        lc[cfg.lc_ctas, THREADS, lc_stream](m, cfg.lc_cta_us * 1000)
+        lc_stream.synchronize()
+        lc_latency.append(time.perf_counter_ns() - t0)
+        with lock:
+            marks.append(m.copy_to_host())
+        if not swapped and time.monotonic() - start >= cfg.seconds / 2:
+            swapped = [plane.load(p, h) for h, p in baseline_programs(cfg.swap_to).items() if h in SWAPPED_HOOKS]
+        if progress:
+            progress(min((time.monotonic() - start) / cfg.seconds, 1.0))
+        time.sleep(cfg.lc_period_us * 1e-6)
+    for th in threads:
+        th.join()
+    copy_elapsed = time.monotonic() - copy_start
+
+    counters = plane.counters()
+    tenants = []
+    for t in qs.tenants:
+        row = {"name": t.name, "class": t.klass, "weight": t.weight, "admitted": counters[t.name]["admitted"]}
+        if t.latency_critical:
+            row["p50_us"], row["p99_us"] = percentiles_us(lc_latency)
+            row["kernels"] = len(lc_latency)
+        tenants.append(row)
+    class_shares(tenants)
+    ran = sum(int(m.sum()) for m in marks)
+    entered = sum(c["admitted"] + c["bypassed"] for c in counters.values())
+    doubled = sum(int((m > 1).sum()) for m in marks)
+    waits = [e.args["wait_ns"] for e in plane.events() if e.kind == "decision"]
+    p50, p99 = percentiles_us(waits)
+    copy_tenant = qs.tenants[qs.index(cfg.copy_tenant)]
+    return {
+        "backend": plane.backend_name,
+        "backend_reason": plane.backend_reason,
+        "simulated": False,
+        "device": plane._backend.describe(),
+        "seconds": cfg.seconds,
+        "tenants": tenants,
+        "copy": {"tenant": cfg.copy_tenant, "bytes": copied[0],
+                 "target_bytes_per_s": copy_tenant.dma_bytes_per_epoch * 1e9 / plane.options.periods.dma_ns,
+                 "achieved_bytes_per_s": copied[0] / copy_elapsed},
+        "swap": {"lost": max(0, ran - entered), "doubled": max(0, entered - ran) + doubled,
+                 "at_s": round(cfg.seconds / 2, 6), "program": ", ".join(f"{p.name} -> {p.hook}" for p in swapped)},
+        # sampled decisions: post -> decision on the device clock (the requester's view adds one L2 trip)
+        "reaction": {"p50_us": p50, "p99_us": p99, "samples": len(waits)},
+        "plane": {"ticks": int(plane.arrays.host[HEADER.ticks]),
+                  "loop_period_ns": int(plane.arrays.host[HEADER.loop_period_ns]),
+                  "bypassed": int(plane.arrays.host[HEADER.bypassed]),
+                  "faults": sum(c["faults"] for c in counters.values())},
+    }
+
+
+
