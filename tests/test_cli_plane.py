@@ -32,7 +32,8 @@ def test_demo_json_prints_one_object(capsys):
 def test_demo_text_report_with_progress(capsys):
     code, out, err = run_cli(capsys, "demo", "--backend", "sim", "--seconds", "0.02")
     assert code == 0, err
-    assert out.startswith("gbpfd demo: backend sim (SIMULATED: modelled device, not GPU figures)\n")
+    assert out.startswith("gbpfd demo: backend sim (SIMULATED: modelled device, not GPU figures): "
+                          "asked for the simulated device\n")
     assert err.rstrip("\n").endswith("100%")
     assert err.startswith("\rdemo [")
 
