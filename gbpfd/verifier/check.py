@@ -8,13 +8,15 @@ failure rejects the program).
 """
 from __future__ import annotations
 
+from functools import cache
+
 from gbpfd.isa.abi import HELPERS, LIMITS, Hook
 from gbpfd.isa.program import Program
 from gbpfd.verifier import scalar as sc
 from gbpfd.verifier.log import value_text
 from gbpfd.verifier.state import (CTX, FP, FULL_MASK, MAP, MAP_VALUE, MAP_VALUE_OR_NULL, POINTER_KINDS,
                                   SCALAR, SLOT_BYTES, STACK, UNKNOWN_SCALAR, Frame, State, Value,
-                                  entry_state, frame_pointer, scalar, subsumes)
+                                  JoinStates, entry_state, frame_pointer, scalar)
 from gbpfd.verifier.structure import Layout
 
 MAX_PROCESSED = 500_000      # instructions interpreted, over all paths
@@ -31,15 +33,78 @@ class CheckError(Exception):
         self.index, self.reason, self.state = index, reason, state
 
 
+@cache
+def _loaded(size: int, signed: bool) -> Value:
+    """A fresh load of ``size`` bytes: any value of that width (Values are immutable, so one is shared)."""
+    return scalar(sc.of_width(size * 8, signed=signed))
+
+
+class Step:
+    """How the interpreter steps one encoding, decoded once per program.
+
+    Identical slots share a Step (a program repeats few distinct encodings);
+    ``k`` is the source operand when the encoding holds it (an immediate,
+    lddw's value, neg's 0), None when the source is register ``src``.
+
+    ``last`` holds the last inputs (Values, compared by identity) and what
+    they gave, for the steps whose outcome depends on nothing else (ALU, a
+    scalar branch, a load or store outside the stack): paths that meet again
+    often bring the very same Values, and then the checks and the outcome
+    are the same.
+    """
+
+    __slots__ = ("row", "handler", "op", "width", "size", "dst", "src", "off", "imm", "k", "last")
+
+    def __init__(self, program: Program, row, index: int):
+        insn = program.insns[index]
+        self.row, self.handler = row, _HANDLERS[_handler_kind(row)]
+        self.op, self.width, self.size = row.op, row.width, row.size
+        self.dst, self.src, self.off, self.imm = insn.dst, insn.src, insn.off, insn.imm
+        self.k = _encoded_operand(program, index, row)
+        self.last: tuple | None = None
+
+
+def _steps(program: Program, layout: Layout) -> list:
+    """Per slot, its Step (None for an lddw's second slot)."""
+    insns, shared = program.insns, {}
+    steps: list = [None] * len(insns)
+    for i, row in enumerate(layout.rows):
+        if row is not None:
+            key = layout.encodings[i] if row.slots == 1 else (layout.encodings[i], insns[i + 1].imm)
+            step = shared.get(key)
+            if step is None:
+                step = shared[key] = Step(program, row, i)
+            steps[i] = step
+    return steps
+
+
+def _encoded_operand(program: Program, index: int, row) -> Value | None:
+    imm = program.insns[index].imm
+    if row.slots == 2:
+        second = program.insns[index + 1].imm
+        if row.op == "lddw_map":
+            return Value(MAP, map=imm)
+        if row.op == "lddw_map_value":
+            return Value(MAP_VALUE, map=imm, off_lo=second, off_hi=second)
+        return scalar(sc.constant((second << 32) | (imm & sc.U32)))
+    if row.op == "neg":
+        return scalar(sc.constant(0))
+    if row.cls == "st":
+        return scalar(sc.constant(imm & sc.U64))
+    if row.source == "k":
+        return scalar(sc.constant(imm & (sc.U64 if row.width == 64 else sc.U32)))
+    return None
+
+
 class Checker:
     def __init__(self, program: Program, hook: Hook, layout: Layout):
         self.program, self.hook, self.layout = program, hook, layout
-        self.rows, self.insns = layout.rows, program.insns
-        self.seen: dict[tuple, list[State]] = {}
+        self.seen: dict[tuple, JoinStates] = {}
         self.explored = self.pruned = self.processed = self.last_id = 0
         self.pc = 0
         self.state: State | None = None
-        self.handlers = [row and _HANDLERS[_handler_kind(row)] for row in self.rows]
+        self.steps = _steps(program, layout)
+        self.ctx_fields: dict[tuple[int, int], object] = {}
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
@@ -50,23 +115,30 @@ class Checker:
             self._walk(pc, state, work)
 
     def _walk(self, pc: int, state: State, work: list) -> None:
-        joins = self.layout.prune_points
+        joins, steps = self.layout.prune_points, self.steps
+        self.state = state
+        processed = self.processed
         while pc is not None:
-            self.pc, self.state = pc, state
-            self.processed += 1
-            if self.processed > MAX_PROCESSED:
+            self.pc = pc
+            processed += 1
+            if processed > MAX_PROCESSED:
                 self.fail(f"program is too complex to verify (more than {MAX_PROCESSED} insns processed)")
             if pc in joins and self._prune(pc, state):
-                return
-            pc = self.handlers[pc](self, self.rows[pc], self.insns[pc], state, work)
+                break
+            step = steps[pc]
+            pc = step.handler(self, step, state, work)
+        self.processed = processed
 
     def _prune(self, pc: int, state: State) -> bool:
-        olds = self.seen.setdefault((pc, state.call_chain()), [])
-        if any(subsumes(old, state) for old in olds):
+        key = (pc, state.chain)
+        kept = self.seen.get(key)
+        if kept is None:
+            kept = self.seen[key] = JoinStates()
+        if kept.covers(state):
             self.pruned += 1
             return True
-        if len(olds) < MAX_STATES_PER_POINT:
-            olds.append(state.copy())
+        if len(kept.states) < MAX_STATES_PER_POINT:
+            kept.keep(state)
         return False
 
     def fail(self, reason: str):
@@ -82,91 +154,97 @@ class Checker:
     def text(self, value: Value) -> str:
         return value_text(value, self.program)
 
-    def operand(self, row, insn) -> Value:
-        """The source operand: register src, or imm as the instruction's width reads it."""
-        if row.uses_reg_source:
-            return self.read(insn.src)
-        return scalar(sc.constant(insn.imm & (sc.U64 if row.width == 64 else sc.U32)))
+    def operand(self, s: Step) -> Value:
+        """The source operand: the encoded one, or register src."""
+        return s.k or self.read(s.src)
 
     # -------------------------------------------------------------- arithmetic
-    def alu(self, row, insn, state: State, work) -> int:
-        op, regs = row.op, state.regs
-        if op == "neg":
-            src = scalar(sc.constant(0))
-        else:
-            src = self.operand(row, insn)
-        if op == "mov" and row.width == 64:
-            regs[insn.dst] = src
-            return self.pc + 1
-        if op == "mov" or op.startswith("movsx"):
-            if src.is_pointer:
-                self.fail(f"{row.mnemonic} of pointer R{insn.src} ({self.text(src)}): "
-                          f"only a 64-bit mov copies a pointer")
-            regs[insn.dst] = scalar(sc.sign_extend(src.scalar, row.pinned[1], row.width) if op != "mov"
-                                    else sc.alu32(op, src.scalar, src.scalar))
-            return self.pc + 1
-        dst = self.read(insn.dst)
-        if dst.is_pointer or src.is_pointer:
-            regs[insn.dst] = self._pointer_arith(row, insn, dst, src)
-        elif row.width == 64:
-            regs[insn.dst] = scalar(sc.alu64(op, dst.scalar, src.scalar))
-        else:
-            regs[insn.dst] = scalar(sc.alu32(op, dst.scalar, src.scalar))
+    def mov(self, s: Step, state: State, work) -> int:
+        """64-bit mov: the value itself, pointers included."""
+        state.regs[s.dst] = self.operand(s)
         return self.pc + 1
 
-    def _pointer_arith(self, row, insn, dst: Value, src: Value) -> Value:
+    def extend(self, s: Step, state: State, work) -> int:
+        """mov32 and movsx: a scalar cut to the width, or sign-extended."""
+        src = self.operand(s)
+        if src.is_pointer:
+            self.fail(f"{s.row.mnemonic} of pointer R{s.src} ({self.text(src)}): "
+                      f"only a 64-bit mov copies a pointer")
+        state.regs[s.dst] = scalar(sc.sign_extend(src.scalar, s.row.pinned[1], s.width) if s.op != "mov"
+                                   else sc.alu32(s.op, src.scalar, src.scalar))
+        return self.pc + 1
+
+    def alu(self, s: Step, state: State, work) -> int:
+        src = self.operand(s)
+        dst = self.read(s.dst)
+        last = s.last
+        if last is not None and last[0] is dst and last[1] is src:
+            state.regs[s.dst] = last[2]
+            return self.pc + 1
+        if dst.kind != SCALAR or src.kind != SCALAR:
+            value = self._pointer_arith(s, dst, src)
+        elif s.width == 64:
+            value = scalar(sc.alu64(s.op, dst.scalar, src.scalar))
+        else:
+            value = scalar(sc.alu32(s.op, dst.scalar, src.scalar))
+        s.last = (dst, src, value)
+        state.regs[s.dst] = value
+        return self.pc + 1
+
+    def _pointer_arith(self, s: Step, dst: Value, src: Value) -> Value:
         if dst.is_pointer and src.is_pointer:
-            self.fail(f"{row.mnemonic} of two pointers (R{insn.dst} is {self.text(dst)}, "
-                      f"R{insn.src} is {self.text(src)})")
-        preg, ptr, other = (insn.dst, dst, src) if dst.is_pointer else (insn.src, src, dst)
+            self.fail(f"{s.row.mnemonic} of two pointers (R{s.dst} is {self.text(dst)}, "
+                      f"R{s.src} is {self.text(src)})")
+        preg, ptr, other = (s.dst, dst, src) if dst.is_pointer else (s.src, src, dst)
         if ptr.kind == MAP_VALUE_OR_NULL:
             self.fail(f"R{preg} is map_value_or_null: no arithmetic on it (check it against 0 first)")
-        if row.width == 32:
-            self.fail(f"{row.mnemonic} on pointer R{preg} ({self.text(ptr)}): no 32-bit arithmetic on pointers")
-        if row.op not in ("add", "sub") or (row.op == "sub" and ptr is src) or ptr.kind not in POINTER_KINDS:
-            self.fail(f"{row.mnemonic} on pointer R{preg} ({self.text(ptr)}): only adding or "
+        if s.width == 32:
+            self.fail(f"{s.row.mnemonic} on pointer R{preg} ({self.text(ptr)}): no 32-bit arithmetic on pointers")
+        if s.op not in ("add", "sub") or (s.op == "sub" and ptr is src) or ptr.kind not in POINTER_KINDS:
+            self.fail(f"{s.row.mnemonic} on pointer R{preg} ({self.text(ptr)}): only adding or "
                       f"subtracting a scalar is allowed")
-        s = other.scalar
-        if s.smin < -MAX_POINTER_OFFSET or s.smax > MAX_POINTER_OFFSET:
-            self.fail(f"pointer arithmetic on R{preg} with an unbounded scalar ({s.text()})")
-        if row.op == "add":
-            lo, hi = ptr.off_lo + s.smin, ptr.off_hi + s.smax
+        n = other.scalar
+        if n.smin < -MAX_POINTER_OFFSET or n.smax > MAX_POINTER_OFFSET:
+            self.fail(f"pointer arithmetic on R{preg} with an unbounded scalar ({n.text()})")
+        if s.op == "add":
+            lo, hi = ptr.off_lo + n.smin, ptr.off_hi + n.smax
         else:
-            lo, hi = ptr.off_lo - s.smax, ptr.off_hi - s.smin
+            lo, hi = ptr.off_lo - n.smax, ptr.off_hi - n.smin
         if lo < -MAX_POINTER_OFFSET or hi > MAX_POINTER_OFFSET:
             self.fail(f"pointer R{preg} offset [{lo}, {hi}] is out of range")
         return ptr.with_offset(lo, hi)
 
-    def byte_order(self, row, insn, state: State, work) -> int:
-        dst = self.read(insn.dst)
+    def byte_order(self, s: Step, state: State, work) -> int:
+        dst = self.read(s.dst)
         if dst.is_pointer:
-            self.fail(f"{row.mnemonic} on pointer R{insn.dst} ({self.text(dst)})")
-        state.regs[insn.dst] = scalar(sc.byte_order(dst.scalar, row.pinned[1], not row.op.startswith("le")))
+            self.fail(f"{s.row.mnemonic} on pointer R{s.dst} ({self.text(dst)})")
+        state.regs[s.dst] = scalar(sc.byte_order(dst.scalar, s.row.pinned[1], not s.op.startswith("le")))
         return self.pc + 1
 
-    def lddw(self, row, insn, state: State, work) -> int:
-        second = self.insns[self.pc + 1].imm
-        if row.op == "lddw_map":
-            value = Value(MAP, map=insn.imm)
-        elif row.op == "lddw_map_value":
-            value = Value(MAP_VALUE, map=insn.imm, off_lo=second, off_hi=second)
-        else:
-            value = scalar(sc.constant((second << 32) | (insn.imm & sc.U32)))
-        state.regs[insn.dst] = value
+    def lddw(self, s: Step, state: State, work) -> int:
+        state.regs[s.dst] = s.k
         return self.pc + 2
 
     # ------------------------------------------------------------------ memory
-    def load(self, row, insn, state: State, work) -> int:
-        signed = row.op == "ldxsx"
-        state.regs[insn.dst] = self.access(insn.src, insn.off, row.size, signed=signed)
+    def load(self, s: Step, state: State, work) -> int:
+        base, last = state.regs[s.src], s.last
+        if last is not None and last[0] is base:
+            state.regs[s.dst] = last[1]
+            return self.pc + 1
+        value = self.access(s.src, s.off, s.size, signed=s.op == "ldxsx")
+        if base.kind != STACK:  # a stack load also depends on what the stack holds
+            s.last = (base, value)
+        state.regs[s.dst] = value
         return self.pc + 1
 
-    def store(self, row, insn, state: State, work) -> int:
-        if row.cls == "stx":
-            value, vreg = self.read(insn.src), insn.src
-        else:
-            value, vreg = scalar(sc.constant(insn.imm & sc.U64)), None
-        self.access(insn.dst, insn.off, row.size, stored=value, stored_reg=vreg)
+    def store(self, s: Step, state: State, work) -> int:
+        base, last = state.regs[s.dst], s.last
+        value = self.operand(s)
+        if last is not None and last[0] is base and last[1] is value:
+            return self.pc + 1
+        self.access(s.dst, s.off, s.size, stored=value, stored_reg=None if s.k else s.src)
+        if base.kind != STACK:  # a stack store also changes the stack
+            s.last = (base, value)
         return self.pc + 1
 
     def access(self, reg: int, off: int, size: int, *, signed: bool = False,
@@ -176,28 +254,33 @@ class Checker:
         ``data`` marks a helper reading plain bytes: spilled pointers may not be read.
         """
         base = self.read(reg)
-        if base.kind == SCALAR:
-            self.fail(f"R{reg} is {self.text(base)}, not a pointer")
-        if base.kind == MAP_VALUE_OR_NULL:
-            self.fail(f"R{reg} is map_value_or_null (check it against 0 first)")
-        if base.kind == MAP:
-            self.fail(f"R{reg} is a map handle ({self.text(base)}): it cannot be dereferenced")
-        if stored is not None and stored.is_pointer and base.kind != STACK:
-            self.fail(f"pointer R{stored_reg} ({self.text(stored)}) stored into {self.text(base)} memory")
+        kind = base.kind
         lo, hi = base.off_lo + off, base.off_hi + off
-        if base.kind == MAP_VALUE:
+        if kind == STACK:
+            if lo != hi:
+                self.fail(f"variable-offset access through R{reg} ({self.text(base)})")
+            if stored is not None:
+                self._stack_store(base.frame, lo, size, stored, stored_reg)
+                return None
+            return self._stack_load(base.frame, lo, size, signed, data)
+        if kind != MAP_VALUE and kind != CTX:
+            self._not_memory(reg, base)
+        if stored is not None and stored.kind != SCALAR:
+            self.fail(f"pointer R{stored_reg} ({self.text(stored)}) stored into {self.text(base)} memory")
+        if kind == MAP_VALUE:
             self._map_value_access(base, lo, hi, size, stored is not None)
         else:
             if lo != hi:
                 self.fail(f"variable-offset access through R{reg} ({self.text(base)})")
-            if base.kind == CTX:
-                self._ctx_access(lo, size, stored is not None)
-            elif stored is not None:
-                self._stack_store(base.frame, lo, size, stored, stored_reg)
-                return None
-            else:
-                return self._stack_load(base.frame, lo, size, signed, data)
-        return None if stored is not None else scalar(sc.of_width(size * 8, signed=signed))
+            self._ctx_access(lo, size, stored is not None)
+        return None if stored is not None else _loaded(size, signed)
+
+    def _not_memory(self, reg: int, base: Value) -> None:
+        if base.kind == SCALAR:
+            self.fail(f"R{reg} is {self.text(base)}, not a pointer")
+        if base.kind == MAP_VALUE_OR_NULL:
+            self.fail(f"R{reg} is map_value_or_null (check it against 0 first)")
+        self.fail(f"R{reg} is a map handle ({self.text(base)}): it cannot be dereferenced")
 
     def _map_value_access(self, base: Value, lo: int, hi: int, size: int, write: bool) -> None:
         m = self.program.maps[base.map]
@@ -209,7 +292,10 @@ class Checker:
                       f"{m.value_size}-byte value")
 
     def _ctx_access(self, offset: int, size: int, write: bool) -> None:
-        field = self.hook.ctx_field(offset, size)
+        key = (offset, size)
+        if key not in self.ctx_fields:
+            self.ctx_fields[key] = self.hook.ctx_field(offset, size)
+        field = self.ctx_fields[key]
         if field is None:
             self.fail(f"invalid ctx access at offset {offset} size {size} "
                       f"(no {self.hook.name} ctx field has that offset and size)")
@@ -253,79 +339,71 @@ class Checker:
                     self.fail(f"partial read of a spilled pointer at fp{byte - STACK_BYTES:+d}")
             elif slot is None or not slot >> (byte % SLOT_BYTES) & 1:
                 self.fail(f"read of uninitialised stack byte fp{byte - STACK_BYTES:+d}")
-        return scalar(sc.of_width(size * 8, signed=signed))
+        return _loaded(size, signed)
 
     # ------------------------------------------------------------------- jumps
-    def goto(self, row, insn, state: State, work) -> int:
+    def goto(self, s: Step, state: State, work) -> int:
         return self.layout.targets[self.pc]
 
-    def branch(self, row, insn, state: State, work) -> int | None:
-        dst = self.read(insn.dst)
-        src = self.operand(row, insn)
-        if dst.is_pointer or src.is_pointer:
-            outcomes = self._pointer_branch(row, insn, dst, src)
+    def branch(self, s: Step, state: State, work) -> int | None:
+        dst = self.read(s.dst)
+        src = self.operand(s)
+        if dst.kind != SCALAR or src.kind != SCALAR:
+            taken, not_taken = self._pointer_branch(s, dst, src)
         else:
-            outcomes = self._scalar_branch(row, insn, dst.scalar, src.scalar)
-        target, fall = self.layout.targets[self.pc], self.pc + 1
-        taken, not_taken = outcomes
+            taken, not_taken = self._scalar_branch(s, dst, src)
         if taken is not None and not_taken is not None:
-            work.append((target, self._apply(state.copy(), taken)))
+            other = state.copy()
+            taken(other)
+            work.append((self.layout.targets[self.pc], other))
         if not_taken is not None:
-            self._apply(state, not_taken)
-            return fall
+            not_taken(state)
+            return self.pc + 1
         if taken is not None:
-            self._apply(state, taken)
-            return target
+            taken(state)
+            return self.layout.targets[self.pc]
         return None
 
-    @staticmethod
-    def _apply(state: State, changes: list) -> State:
-        for regs, index, value in changes(state):
-            regs[index] = value
-        return state
+    def _scalar_branch(self, s: Step, dst: Value, src: Value):
+        last = s.last
+        if last is not None and last[0] is dst and last[1] is src:
+            return last[2]
+        outcomes = self._scalar_outcomes(s, dst, src)
+        s.last = (dst, src, outcomes)
+        return outcomes
 
-    def _scalar_branch(self, row, insn, d: sc.Scalar, s: sc.Scalar):
-        op = row.op
-        if row.width == 32:
-            if d.const is not None and s.const is not None:
-                taken = sc.CONCRETE_JUMP[op](d.const & sc.U32, s.const & sc.U32, 32)
+    @staticmethod
+    def _scalar_outcomes(s: Step, dst: Value, src: Value):
+        """What each outcome does to the state (None: it cannot happen)."""
+        op, d, k = s.op, dst.scalar, src.scalar
+        if s.width == 32:
+            if d.const is not None and k.const is not None:
+                taken = sc.CONCRETE_JUMP[op](d.const & sc.U32, k.const & sc.U32, 32)
                 return (_no_change, None) if taken else (None, _no_change)
             # a 32-bit comparison says something about the 64-bit register only
             # when the upper half is known to be zero (and, signed, bit 31 too)
             bound = sc.S64_MAX >> 32 if op in sc.SIGNED_JUMPS else sc.U32
-            if not (d.fits(bound) and s.fits(bound)):
+            if not (d.fits(bound) and k.fits(bound)):
                 return _no_change, _no_change
-        return tuple(self._narrowed(insn, row, sc.refine(op, d, s, taken)) for taken in (True, False))
+        return (_narrowing(s, dst, src, sc.refine(op, d, k, True)),
+                _narrowing(s, dst, src, sc.refine(op, d, k, False)))
 
-    @staticmethod
-    def _narrowed(insn, row, refined):
-        if refined is None:
-            return None
-        nd, ns = refined
-
-        def changes(state: State):
-            out = [(state.regs, insn.dst, scalar(nd))]
-            if row.uses_reg_source:
-                out.append((state.regs, insn.src, scalar(ns)))
-            return out
-        return changes
-
-    def _pointer_branch(self, row, insn, dst: Value, src: Value):
-        preg, ptr, other = (insn.dst, dst, src) if dst.is_pointer else (insn.src, src, dst)
-        if row.width == 32:
+    def _pointer_branch(self, s: Step, dst: Value, src: Value):
+        preg, ptr, other = (s.dst, dst, src) if dst.is_pointer else (s.src, src, dst)
+        if s.width == 32:
             self.fail(f"32-bit comparison of pointer R{preg} ({self.text(ptr)})")
-        if row.op not in ("jeq", "jne") or other.is_pointer or other.scalar.const != 0:
-            self.fail(f"{row.mnemonic} on pointer R{preg} ({self.text(ptr)}): a pointer may only "
+        if s.op not in ("jeq", "jne") or other.is_pointer or other.scalar.const != 0:
+            self.fail(f"{s.row.mnemonic} on pointer R{preg} ({self.text(ptr)}): a pointer may only "
                       f"be tested for equality with 0")
         if ptr.kind != MAP_VALUE_OR_NULL:
             return _no_change, _no_change
         null, non_null = _null_check(ptr, scalar(sc.constant(0))), \
             _null_check(ptr, Value(MAP_VALUE, map=ptr.map, off_lo=ptr.off_lo, off_hi=ptr.off_hi))
-        return (null, non_null) if row.op == "jeq" else (non_null, null)
+        return (null, non_null) if s.op == "jeq" else (non_null, null)
 
     # ------------------------------------------------------------------- calls
-    def call_helper(self, row, insn, state: State, work) -> int:
-        helper = HELPERS[insn.imm]
+    def call_helper(self, s: Step, state: State, work) -> int:
+        helper = HELPERS[s.imm]
         m = None
         for i, kind in enumerate(helper.args):
             reg = i + 1
@@ -356,19 +434,19 @@ class Checker:
                       f"({kind} of {helper}), not {self.text(value)}")
         self.access(reg, 0, size, data=True)
 
-    def call_local(self, row, insn, state: State, work) -> int:
+    def call_local(self, s: Step, state: State, work) -> int:
         regs: list = [None] * len(state.regs)
         regs[1:6] = state.regs[1:6]
         regs[FP] = frame_pointer(len(state.frames))
-        state.frames.append(Frame(regs, {}, self.pc + 1, self.pc))
+        state.push(Frame(regs, {}, self.pc + 1, self.pc))
         return self.layout.targets[self.pc]
 
-    def exit(self, row, insn, state: State, work) -> int | None:
+    def exit(self, s: Step, state: State, work) -> int | None:
         r0 = self.read(0)
         if len(state.frames) > 1:
             if r0.is_pointer:
                 self.fail(f"R0 is {self.text(r0)} at function exit, expected a scalar")
-            callee = state.frames.pop()
+            callee = state.pop()
             state.regs[0] = r0
             state.regs[1:6] = [None] * 5
             return callee.return_pc
@@ -381,28 +459,57 @@ class Checker:
         return None
 
 
-def _no_change(state: State) -> list:
-    return []
+def _no_change(state: State) -> None:
+    pass
+
+
+def _narrowing(s: Step, dst: Value, src: Value, refined):
+    """The change a branch outcome makes: dst (and a register src) narrowed; None if impossible.
+
+    The change keeps register numbers, not ``s``: ``s.last`` keeps the change.
+    """
+    if refined is None:
+        return None
+    nd, ns = refined
+    if nd is dst.scalar and (s.k is not None or ns is src.scalar):
+        return _no_change
+    dreg, new_dst = s.dst, dst if nd is dst.scalar else scalar(nd)
+    if s.k is not None:
+        def narrow(state: State) -> None:
+            state.regs[dreg] = new_dst
+        return narrow
+    sreg, new_src = s.src, src if ns is src.scalar else scalar(ns)
+
+    def narrow_both(state: State) -> None:
+        regs = state.regs
+        regs[dreg] = new_dst
+        regs[sreg] = new_src
+    return narrow_both
 
 
 def _null_check(ptr: Value, replacement: Value):
     """Every copy of ``ptr`` (same id, in any frame or spill slot) becomes ``replacement``."""
-    def changes(state: State):
-        out = []
+    def is_copy(v) -> bool:
+        return isinstance(v, Value) and v.kind == MAP_VALUE_OR_NULL and v.id == ptr.id
+
+    def settle(state: State) -> None:
         for frame in state.frames:
-            out += [(frame.regs, i, replacement) for i, v in enumerate(frame.regs)
-                    if v is not None and v.kind == MAP_VALUE_OR_NULL and v.id == ptr.id]
-            out += [(frame.stack, k, replacement) for k, v in frame.stack.items()
-                    if isinstance(v, Value) and v.kind == MAP_VALUE_OR_NULL and v.id == ptr.id]
-        return out
-    return changes
+            for i, v in enumerate(frame.regs):
+                if is_copy(v):
+                    frame.regs[i] = replacement
+            for k, v in frame.stack.items():
+                if is_copy(v):
+                    frame.stack[k] = replacement
+    return settle
 
 
 def _handler_kind(row) -> str:
     if row.form == "endian":
         return "endian"
     if row.cls in ("alu", "alu64"):
-        return "alu"
+        if row.op == "mov" and row.width == 64:
+            return "mov"
+        return "extend" if row.op == "mov" or row.op.startswith("movsx") else "alu"
     if row.form in ("jmp_k", "jmp_x"):
         return "branch"
     if row.form in ("ja", "ja32"):
@@ -417,7 +524,7 @@ def _handler_kind(row) -> str:
 
 
 _HANDLERS = {
-    "endian": Checker.byte_order, "alu": Checker.alu, "branch": Checker.branch, "goto": Checker.goto,
-    "load": Checker.load, "store": Checker.store, "lddw": Checker.lddw,
+    "endian": Checker.byte_order, "mov": Checker.mov, "extend": Checker.extend, "alu": Checker.alu,
+    "branch": Checker.branch, "goto": Checker.goto, "load": Checker.load, "store": Checker.store, "lddw": Checker.lddw,
     "call": Checker.call_helper, "call_local": Checker.call_local, "exit": Checker.exit,
 }

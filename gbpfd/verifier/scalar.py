@@ -59,17 +59,27 @@ class Scalar:
 
 def make(umin: int, umax: int, smin: int, smax: int) -> Scalar | None:
     """The scalar with both bound pairs tightened against each other; None if empty."""
+    # plain comparisons rather than max/min in the usual cases: the verifier calls this a lot
     for _ in range(2):
+        before = (umin, umax, smin, smax)
         if umax <= S64_MAX:
-            smin, smax = max(smin, umin), min(smax, umax)
+            if umin > smin:
+                smin = umin
+            if umax < smax:
+                smax = umax
         elif umin > S64_MAX:
             smin, smax = max(smin, umin - (1 << 64)), min(smax, umax - (1 << 64))
         if smin >= 0:
-            umin, umax = max(umin, smin), min(umax, smax)
+            if smin > umin:
+                umin = smin
+            if smax < umax:
+                umax = smax
         elif smax < 0:
             umin, umax = max(umin, smin + (1 << 64)), min(umax, smax + (1 << 64))
         if umin > umax or smin > smax:
             return None
+        if (umin, umax, smin, smax) == before:
+            break  # a second round would change nothing either
     return Scalar(umin, umax, smin, smax)
 
 

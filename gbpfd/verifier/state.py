@@ -1,9 +1,9 @@
 """The abstract machine state: typed registers and byte-tracked stacks, per call frame.
 
 Values are immutable, so copying a state for a branch copies only the
-register lists and the stack dictionaries.  ``subsumes`` is the pruning
-test: a state whose every continuation was (or will be) checked covers any
-state that describes fewer concrete machines.
+register lists and the stack dictionaries, and paths share Values.
+``JoinStates`` holds the pruning test: a state whose every continuation was
+(or will be) checked covers any state that describes fewer concrete machines.
 """
 from __future__ import annotations
 
@@ -28,21 +28,18 @@ POINTER_KINDS = frozenset({CTX, STACK, MAP_VALUE})  # the kinds that may be offs
 
 
 class Value:
+    """One register or spill slot's abstract value; immutable, so paths share them.
+
+    Values compare by identity (the default): states are compared by
+    subsumption, which reads the contents, and by identity first (cheap).
+    """
+
     __slots__ = ("kind", "scalar", "map", "off_lo", "off_hi", "id", "frame")
 
     def __init__(self, kind: str, *, scalar: Scalar | None = None, map: int = -1,
                  off_lo: int = 0, off_hi: int = 0, id: int = 0, frame: int = 0):
         self.kind, self.scalar, self.map = kind, scalar, map
         self.off_lo, self.off_hi, self.id, self.frame = off_lo, off_hi, id, frame
-
-    def key(self) -> tuple:
-        return (self.kind, self.scalar, self.map, self.off_lo, self.off_hi, self.id, self.frame)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Value) and self.key() == other.key()
-
-    def __hash__(self) -> int:
-        return hash(self.key())
 
     @property
     def is_pointer(self) -> bool:
@@ -76,54 +73,61 @@ class Frame:
     def __init__(self, regs: list, stack: dict, return_pc: int, call_pc: int):
         self.regs, self.stack, self.return_pc, self.call_pc = regs, stack, return_pc, call_pc
 
-    def copy(self) -> "Frame":
-        return Frame(list(self.regs), dict(self.stack), self.return_pc, self.call_pc)
-
 
 class State:
-    __slots__ = ("frames",)
+    """The frames of one path.  ``regs`` (the innermost frame's registers) and
+    ``chain`` (the frames' call sites) are kept in step by ``push`` and ``pop``:
+    the interpreter reads them on every step and at every join point."""
 
-    def __init__(self, frames: list[Frame]):
-        self.frames = frames
+    __slots__ = ("frames", "regs", "chain")
 
-    @property
-    def top(self) -> Frame:
-        return self.frames[-1]
+    def __init__(self, frames: list[Frame], chain: tuple[int, ...]):
+        self.frames, self.regs, self.chain = frames, frames[-1].regs, chain
 
-    @property
-    def regs(self) -> list:
-        return self.frames[-1].regs
+    def push(self, frame: Frame) -> None:
+        self.frames.append(frame)
+        self.regs, self.chain = frame.regs, self.chain + (frame.call_pc,)
+
+    def pop(self) -> Frame:
+        frame = self.frames.pop()
+        self.regs, self.chain = self.frames[-1].regs, self.chain[:-1]
+        return frame
 
     def copy(self) -> "State":
-        return State([f.copy() for f in self.frames])
-
-    def call_chain(self) -> tuple[int, ...]:
-        return tuple(f.call_pc for f in self.frames)
+        return State([Frame(f.regs.copy(), f.stack.copy(), f.return_pc, f.call_pc) for f in self.frames],
+                     self.chain)
 
 
 def entry_state(ctx: Value) -> State:
     regs: list = [None] * NREGS
     regs[1] = ctx
     regs[FP] = frame_pointer(0)
-    return State([Frame(regs, {}, -1, -1)])
+    return State([Frame(regs, {}, -1, -1)], (-1,))
 
 
 # ----------------------------------------------------------------- subsumption
 
-def _value_subsumes(old: Value, new: Value, idmap: dict) -> bool:
-    if old.kind != new.kind:
+def _value_covers(old: Value, new: Value) -> bool:
+    """``old`` describes every value ``new`` does, map_value_or_null ids aside."""
+    if old is new:
+        return True
+    kind = old.kind
+    if kind != new.kind:
         return False
-    if old.kind == SCALAR:
+    if kind == SCALAR:
         return old.scalar.contains(new.scalar)
-    if (old.map, old.frame) != (new.map, new.frame):
-        return False
-    if not (old.off_lo <= new.off_lo and new.off_hi <= old.off_hi):
-        return False
-    if old.kind == MAP_VALUE_OR_NULL:
-        # old ids that are shared must stay shared: a null check on one
-        # register settles every register holding the same id
-        return idmap.setdefault(old.id, new.id) == new.id
-    return True
+    return (old.map == new.map and old.frame == new.frame
+            and old.off_lo <= new.off_lo and new.off_hi <= old.off_hi)
+
+
+def _ids_kept(old: Value, new: Value, idmap: dict) -> bool:
+    # old ids that are shared must stay shared: a null check on one
+    # register settles every register holding the same id
+    return old.kind != MAP_VALUE_OR_NULL or idmap.setdefault(old.id, new.id) == new.id
+
+
+def _value_subsumes(old: Value, new: Value, idmap: dict) -> bool:
+    return _value_covers(old, new) and _ids_kept(old, new, idmap)
 
 
 def _slot_subsumes(old, new, idmap: dict) -> bool:
@@ -136,18 +140,152 @@ def _slot_subsumes(old, new, idmap: dict) -> bool:
     return old & ~new == 0
 
 
-def subsumes(old: State, new: State) -> bool:
-    """True when every concrete machine ``new`` describes is one ``old`` describes.
+# A kept state (one compared against at a join point) is a snapshot: per
+# frame, (registers as a tuple, stack dict); cheaper to take than a State.
+
+def _snapshot(state: State) -> tuple:
+    return tuple([(tuple(f.regs), f.stack.copy()) for f in state.frames])
+
+
+def _frames(state: State) -> list:
+    """``state``'s frames in a snapshot's shape (without copying)."""
+    return [(f.regs, f.stack) for f in state.frames]
+
+
+def _subsumes(old: tuple, new: State) -> bool:
+    """True when every concrete machine ``new`` describes is one the snapshot
+    ``old`` describes.
 
     An uninitialised register or stack byte in ``old`` covers anything: the
     checked continuation of ``old`` never reads it before writing it.
     """
     idmap: dict = {}
-    for fo, fn in zip(old.frames, new.frames):
-        for vo, vn in zip(fo.regs, fn.regs):
-            if vo is not None and (vn is None or not _value_subsumes(vo, vn, idmap)):
+    for (old_regs, old_stack), fn in zip(old, new.frames):
+        for vo, vn in zip(old_regs, fn.regs):
+            if vo is None:
+                continue
+            if vn is not vo and (vn is None or not _value_covers(vo, vn)):
                 return False
-        for k, so in fo.stack.items():
-            if not _slot_subsumes(so, fn.stack.get(k), idmap):
+            if vo.kind == MAP_VALUE_OR_NULL and not _ids_kept(vo, vn, idmap):
+                return False
+        new_stack = fn.stack
+        for k, so in old_stack.items():
+            sn = new_stack.get(k)
+            if (sn is not so or isinstance(so, Value)) and not _slot_subsumes(so, sn, idmap):
                 return False
     return True
+
+
+def _equal(old: tuple, new: State) -> bool:
+    """The snapshot holds the same Values (compared by identity) and stack
+    masks as ``new``: then it subsumes ``new``."""
+    for (regs, stack), fn in zip(old, new.frames):
+        if stack != fn.stack or regs != tuple(fn.regs):
+            return False
+    return True
+
+
+def _constant(value) -> int | None:
+    """A constant scalar's value (a constant covers nothing but itself), else None."""
+    if isinstance(value, Value) and value.kind == SCALAR:
+        return value.scalar.const
+    return None
+
+
+def _separating(old: tuple, new: State) -> tuple[int, int] | None:
+    """A place where the snapshot ``old`` holds a constant and ``new`` does not
+    hold the same one: (frame, register), or (frame, -1 - slot) for a stack slot."""
+    for f, (old_regs, old_stack) in enumerate(old):
+        fn = new.frames[f]
+        for i, vo in enumerate(old_regs):
+            c = _constant(vo)
+            if c is not None and _constant(fn.regs[i]) != c:
+                return f, i
+        for k, so in old_stack.items():
+            c = _constant(so)
+            if c is not None and _constant(fn.stack.get(k)) != c:
+                return f, -1 - k
+    return None
+
+
+MAX_PLACES = 2       # places the kept states are bucketed by
+BUCKET_FROM = 8      # kept states before bucketing pays for itself
+LEARN_AFTER = 4      # failed comparisons in one test before looking for a better place
+MAX_REBUCKETS = 4    # then the places stay: finding them is not free
+
+
+class JoinStates:
+    """The states kept at one join point (for one call chain), and the pruning test.
+
+    Paths that meet again often carry the very same Values (they are shared),
+    so a state equal to a kept one is found by hashing its registers.  Other
+    comparisons mostly fail, at a few places that tell the paths apart, such
+    as a constant each path sets differently.  So once there are enough kept
+    states, and comparisons keep failing, they are bucketed by their
+    constants at such places: a state holding the constant c at a place
+    subsumes only states holding c there; a state without a constant at
+    every place goes to ``loose``, which is always compared.
+    """
+
+    __slots__ = ("states", "by_regs", "places", "buckets", "loose", "rebuckets")
+
+    def __init__(self):
+        self.states: list[tuple] = []
+        self.by_regs: dict[tuple, list[tuple]] = {}
+        self.places: tuple = ()
+        self.buckets: dict[tuple, list[tuple]] | None = None  # until there are places
+        self.loose: list[tuple] | tuple = ()
+        self.rebuckets = 0
+
+    def covers(self, new: State) -> bool:
+        """True when a kept state subsumes ``new``."""
+        for old in self.by_regs.get(tuple(new.regs), ()):
+            if _equal(old, new):
+                return True
+        if self.buckets is None:
+            groups: tuple = (self.states,)
+        else:
+            key = self._key(_frames(new))
+            groups = (self.loose,) if key is None else (self.loose, self.buckets.get(key, ()))
+        failed, last = 0, None
+        for group in groups:
+            for old in group:
+                if _subsumes(old, new):
+                    return True
+                failed, last = failed + 1, old
+        if failed >= LEARN_AFTER and len(self.states) >= BUCKET_FROM and self.rebuckets < MAX_REBUCKETS:
+            place = _separating(last, new)
+            if place is not None and place not in self.places:
+                self._rebucket((self.places + (place,))[-MAX_PLACES:])
+        return False
+
+    def keep(self, state: State) -> None:
+        kept = _snapshot(state)
+        self.by_regs.setdefault(kept[-1][0], []).append(kept)
+        self.states.append(kept)
+        if self.buckets is not None:
+            self._add(kept)
+
+    def _key(self, frames) -> tuple | None:
+        """The constants at the places, or None when one is not a constant."""
+        key = []
+        for f, index in self.places:
+            regs, stack = frames[f]
+            c = _constant(regs[index] if index >= 0 else stack.get(-1 - index))
+            if c is None:
+                return None
+            key.append(c)
+        return tuple(key)
+
+    def _add(self, kept: tuple) -> None:
+        key = self._key(kept)
+        if key is None:
+            self.loose.append(kept)
+        else:
+            self.buckets.setdefault(key, []).append(kept)
+
+    def _rebucket(self, places: tuple) -> None:
+        self.places, self.buckets, self.loose = places, {}, []
+        self.rebuckets += 1
+        for kept in self.states:
+            self._add(kept)

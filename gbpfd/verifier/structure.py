@@ -19,7 +19,7 @@ from gbpfd.isa.abi import HELPERS, LIMITS, Hook
 from gbpfd.isa.disasm import RELATIVE_KINDS
 from gbpfd.isa.insn import decode
 from gbpfd.isa.program import Program
-from gbpfd.isa.table import Row
+from gbpfd.isa.table import ROWS, Row
 from gbpfd.verifier.state import FP
 
 # classes whose instructions write their dst register
@@ -38,23 +38,31 @@ class StructureError(Exception):
 @dataclass
 class Layout:
     rows: list            # per slot: its Row, or None for an lddw's second slot
+    encodings: list       # per slot: its fields as a tuple (None for an lddw's second slot)
     targets: dict         # slot -> jump target (jumps) or callee start (local calls)
     func_starts: list     # sorted function start slots; [0] is the entry
     prune_points: frozenset  # slots reached by more than one edge
     cost: int             # worst-case path length of the entry function, calls included
 
 
-def _decode_all(program: Program, hook: Hook) -> list:
+def _decode_all(program: Program, hook: Hook) -> tuple[list, list]:
+    """Per slot, its Row and its _encoding()."""
     insns, maps = program.insns, program.maps
     rows: list = [None] * len(insns)
+    keys: list = [None] * len(insns)
+    checked: dict = {}  # by encoding: a program repeats few distinct ones
     i = 0
     while i < len(insns):
-        try:
-            row = decode(insns[i])
-        except FieldError as err:
-            raise StructureError(i, err.reason) from None
-        rows[i] = row
-        _check_fields(program, hook, i, row)
+        key = _encoding(insns[i])
+        row = checked.get(key)
+        if row is None:  # the first slot with this encoding: a failure is reported here
+            try:
+                row = decode(insns[i])
+            except FieldError as err:
+                raise StructureError(i, err.reason) from None
+            _check_fields(program, hook, i, row)
+            checked[key] = row
+        rows[i], keys[i] = row, key
         if row.slots == 2:
             if i + 1 >= len(insns):
                 raise StructureError(i, "lddw is the last slot (its second slot is missing)")
@@ -63,7 +71,12 @@ def _decode_all(program: Program, hook: Hook) -> list:
                 raise StructureError(i, "malformed lddw second slot (expected opcode 0 and dst, src, off 0)")
             _check_map_ref(maps, i, row, insns[i].imm, second.imm)
         i += row.slots
-    return rows
+    return rows, keys
+
+
+def _encoding(insn) -> tuple:
+    """An instruction's fields as a plain tuple, a cheap dictionary key."""
+    return insn.opcode, insn.dst, insn.src, insn.off, insn.imm
 
 
 def _check_fields(program: Program, hook: Hook, i: int, row: Row) -> None:
@@ -90,45 +103,47 @@ def _check_map_ref(maps, i: int, row: Row, index: int, second_imm: int) -> None:
                                 f"(value_size {maps[index].value_size})")
 
 
-def _relative_target(program: Program, i: int, row: Row) -> tuple[str, int] | None:
-    for kind in row.operands:
-        if kind in RELATIVE_KINDS:
-            return kind, i + 1 + getattr(program.insns[i], RELATIVE_KINDS[kind])
-    return None
+# per row form (which fixes the operands): the operand kind holding a relative target, or None
+_RELATIVE_KIND = {row.form: next((kind for kind in row.operands if kind in RELATIVE_KINDS), None)
+                  for row in ROWS}
 
 
-def _targets(program: Program, rows: list) -> dict:
+def _edges(program: Program, rows: list) -> tuple[dict, list]:
+    """Jump and call targets (checked), and per slot the slots control may go
+    to next (None for an lddw's second slot)."""
     n = len(rows)
-    targets = {}
+    targets: dict = {}
+    succ: list = [None] * n
     for i, row in enumerate(rows):
-        found = row and _relative_target(program, i, row)
-        if not found:
+        if row is None:
             continue
-        kind, t = found
-        what = "call" if kind == "local" else "jump"
-        if not 0 <= t < n:
-            raise StructureError(i, f"{what} out of range from insn {i} to {t}")
-        if what == "jump" and t <= i:
-            raise StructureError(i, f"back-edge from insn {i} to insn {t}")
-        if rows[t] is None:
-            raise StructureError(i, f"{what} into the middle of lddw from insn {i} to {t}")
-        targets[i] = t
-    return targets
+        kind = _RELATIVE_KIND[row.form]
+        if kind:
+            targets[i] = _target(program, rows, i, kind)
+        nxt = () if row.op in _ENDS_PATH else (i + row.slots,)
+        if kind and row.op != "call_local":
+            nxt += (targets[i],)
+        succ[i] = nxt
+    return targets, succ
 
 
-def _successors(rows: list, targets: dict, i: int) -> list[int]:
-    row = rows[i]
-    nxt = [] if row.op in _ENDS_PATH else [i + row.slots]
-    if i in targets and row.op != "call_local":
-        nxt.append(targets[i])
-    return nxt
+def _target(program: Program, rows: list, i: int, kind: str) -> int:
+    t = i + 1 + getattr(program.insns[i], RELATIVE_KINDS[kind])
+    what = "call" if kind == "local" else "jump"
+    if not 0 <= t < len(rows):
+        raise StructureError(i, f"{what} out of range from insn {i} to {t}")
+    if what == "jump" and t <= i:
+        raise StructureError(i, f"back-edge from insn {i} to insn {t}")
+    if rows[t] is None:
+        raise StructureError(i, f"{what} into the middle of lddw from insn {i} to {t}")
+    return t
 
 
 def _function_end(starts: list, i: int, n: int) -> int:
     return next((s for s in starts if s > i), n)
 
 
-def _check_flow(rows: list, targets: dict, starts: list) -> frozenset:
+def _check_flow(rows: list, succ: list, starts: list) -> frozenset:
     """Edges stay in their function, every slot is reached; returns the join points."""
     n = len(rows)
     incoming = [0] * n
@@ -138,7 +153,7 @@ def _check_flow(rows: list, targets: dict, starts: list) -> frozenset:
         todo, reached[start] = [start], True
         while todo:
             i = todo.pop()
-            for t in _successors(rows, targets, i):
+            for t in succ[i]:
                 if t >= end:
                     where = "program" if end == n else "function"
                     if t == i + rows[i].slots:
@@ -152,7 +167,7 @@ def _check_flow(rows: list, targets: dict, starts: list) -> frozenset:
     for i, row in enumerate(rows):
         if row is not None and not reached[i]:
             raise StructureError(i, f"unreachable insn {i}")
-    return frozenset(i for i in range(n) if incoming[i] > 1)
+    return frozenset([i for i in range(n) if incoming[i] > 1])
 
 
 def _callees(rows: list, targets: dict, starts: list, start: int) -> list[tuple[int, int]]:
@@ -165,45 +180,46 @@ def _check_calls(rows: list, targets: dict, starts: list) -> None:
     """No recursion, and no call chain deeper than the stack frames."""
     depth: dict[int, int] = {}
     active: set[int] = set()
-
-    def visit(f: int) -> int:
-        if f in depth:
-            return depth[f]
-        active.add(f)
-        deepest = 0
-        for site, callee in _callees(rows, targets, starts, f):
-            if callee in active:
-                raise StructureError(site, f"recursive call from insn {site} to function at insn {callee}")
-            deepest = max(deepest, visit(callee))
-        active.discard(f)
-        depth[f] = deepest + 1
-        return depth[f]
-
     for f in starts:
-        visit(f)
+        _call_depth(rows, targets, starts, f, depth, active)
     if depth[0] > LIMITS.max_call_depth:
         raise StructureError(None, f"call chain too deep: {depth[0]} frames "
                                    f"(limit {LIMITS.max_call_depth})")
 
 
-def _cost(rows: list, targets: dict, starts: list) -> int:
-    """Longest path of the entry function in executed instructions, callees included."""
-    n = len(rows)
-    fcost: dict[int, int] = {}
+def _call_depth(rows: list, targets: dict, starts: list, f: int, depth: dict, active: set) -> int:
+    """Frames of the deepest call chain from function ``f`` (memoised in ``depth``)."""
+    if f in depth:
+        return depth[f]
+    active.add(f)
+    deepest = 0
+    for site, callee in _callees(rows, targets, starts, f):
+        if callee in active:
+            raise StructureError(site, f"recursive call from insn {site} to function at insn {callee}")
+        deepest = max(deepest, _call_depth(rows, targets, starts, callee, depth, active))
+    active.discard(f)
+    depth[f] = deepest + 1
+    return depth[f]
 
-    def cost_of(f: int) -> int:
-        if f not in fcost:
-            end = _function_end(starts, f, n)
-            longest = [0] * (end - f + 2)
-            for i in range(end - 1, f - 1, -1):
-                if rows[i] is None:
-                    continue
-                extra = cost_of(targets[i]) if rows[i].op == "call_local" else 0
-                tail = max((longest[t - f] for t in _successors(rows, targets, i)), default=0)
-                longest[i - f] = 1 + extra + tail
-            fcost[f] = longest[0]
-        return fcost[f]
-    return cost_of(0)
+
+def _cost(rows: list, targets: dict, succ: list, starts: list, f: int = 0, fcost: dict | None = None) -> int:
+    """Longest path of function ``f`` (default: the entry) in executed
+    instructions, callees included (memoised in ``fcost``)."""
+    fcost = {} if fcost is None else fcost
+    if f not in fcost:
+        end = _function_end(starts, f, len(rows))
+        longest = [0] * (end - f + 2)
+        for i in range(end - 1, f - 1, -1):
+            if rows[i] is None:
+                continue
+            extra = _cost(rows, targets, succ, starts, targets[i], fcost) if rows[i].op == "call_local" else 0
+            tail = 0
+            for t in succ[i]:
+                if longest[t - f] > tail:
+                    tail = longest[t - f]
+            longest[i - f] = 1 + extra + tail
+        fcost[f] = longest[0]
+    return fcost[f]
 
 
 def check_structure(program: Program, hook: Hook) -> Layout:
@@ -212,13 +228,13 @@ def check_structure(program: Program, hook: Hook) -> Layout:
         raise StructureError(None, "program is empty")
     if n > LIMITS.max_insns:
         raise StructureError(None, f"program has {n} insns, more than the limit of {LIMITS.max_insns}")
-    rows = _decode_all(program, hook)
-    targets = _targets(program, rows)
+    rows, keys = _decode_all(program, hook)
+    targets, succ = _edges(program, rows)
     starts = sorted({0} | {t for i, t in targets.items() if rows[i].op == "call_local"})
-    joins = _check_flow(rows, targets, starts)
+    joins = _check_flow(rows, succ, starts)
     _check_calls(rows, targets, starts)
-    cost = _cost(rows, targets, starts)
+    cost = _cost(rows, targets, succ, starts)
     if cost > hook.budget:
         raise StructureError(None, f"program cost {cost} exceeds the {hook.name} budget of "
                                    f"{hook.budget} instructions")
-    return Layout(rows, targets, starts, joins, cost)
+    return Layout(rows, keys, targets, starts, joins, cost)

@@ -5,6 +5,8 @@ log.  Only a bad request (no hook, an unknown hook) raises ``InputError``.
 """
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from gbpfd.errors import InputError
@@ -35,9 +37,34 @@ def _hook_name(program: Program, hook: str | None) -> str:
     return name
 
 
+@contextmanager
+def _collector_paused():
+    """The cyclic garbage collector off during a check (as it was, after).
+
+    A check allocates many small containers (state copies, the states kept
+    at join points) and frees them all by reference counting: they form no
+    cycles.  Collections triggered meanwhile would only traverse them, and
+    the rest of the process's heap, again and again: a fifth of the time of
+    a 4096-slot check in a small process, more in a large one.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def verify(program: Program, hook: str | None = None) -> Verdict:
     """Check ``program`` for ``hook`` (default: the program's own ``.hook``)."""
     name = _hook_name(program, hook)
+    with _collector_paused():
+        return _verify(program, name)
+
+
+def _verify(program: Program, name: str) -> Verdict:
     spec = HOOKS[name]
     count = len(program.insns)
 

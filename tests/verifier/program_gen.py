@@ -1,7 +1,7 @@
 """Random assembler programs for a hook, biased toward ones the verifier accepts:
 forward jumps, stack stores and loads, ctx loads, map lookups with and
 without null checks, pointer arithmetic with masked scalars, helper calls.
-Used by the soundness fuzz test and by bench/bench_verify.py."""
+Used by the soundness fuzz test."""
 from __future__ import annotations
 
 import random
