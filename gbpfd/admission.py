@@ -34,10 +34,19 @@ class AdmitError(GbpfdError):
 def admit(plane, tenant: str, *, mode: str = "gate", workers: int | None = None):
     """Decorator: ``@gbpfd.admit(plane, tenant="train")`` above ``@cuda.jit``
     (or a plain function); launch as usual with ``kernel[grid, block](...)``
-    (persistent mode: ``grid`` is the number of logical blocks)."""
+    (persistent mode: ``grid`` is the number of logical blocks).  A CuPy
+    ``RawKernel`` is handed to ``gbpfd.admit_raw`` (gate mode)."""
     def wrap(kernel):
+        if type(kernel).__module__.split(".")[0] == "cupy":
+            from gbpfd.admission_cupy import AdmittedRawKernel
+            return AdmittedRawKernel(plane, tenant, kernel, mode=mode)
         return AdmittedKernel(plane, tenant, kernel, mode=mode, workers=workers)
     return wrap
+
+
+def require_running(plane, name: str) -> None:
+    if not plane.running:
+        raise AdmitError(f"{name}: the plane is not running; launch inside its with block (or after start())")
 
 
 class AdmittedKernel:
@@ -83,12 +92,13 @@ class AdmittedKernel:
         if self.plane.simulated:
             raise AdmitError(f"{self.name}: admitted kernels run on the GPU backend; this plane is on the simulated "
                              "device (model the work with plane.device.launch(...))")
+        require_running(self.plane, self.name)
         nbody = len([p for p in self.params if p not in ("block", "gate")])
         if len(args) != nbody:
             raise AdmitError(f"{self.name}: takes {nbody} arguments, got {len(args)}")
-        d = self.plane.device
-        self.plane.announce_launch(self.tenant_index)
         if self.mode == "gate":
+            self.plane.announce_launch(self.tenant_index)
+            d = self.plane.device
             self._compiled()[grid, block, stream](d["ctl"], d["flat"], self.tenant_index, *args)
             return None
         return self._run_persistent(int(grid), block, stream, args)
@@ -106,6 +116,7 @@ class AdmittedKernel:
         if workers > fit:
             raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident beside "
                              f"the control CTA (at most {fit} fit); lower workers= or the block size")
+        self.plane.announce_launch(self.tenant_index)
         bound_s = self.plane.options.wait_bound_us * 1e-6
         done = stalled_since = 0
         force = 0

@@ -16,7 +16,7 @@ from gbpfd.isa.abi import LIMITS, RECORDS
 from gbpfd.resources import shared_file
 
 with open(shared_file("host_bridge", "layout.toml"), "rb") as _fh:
-    _DATA = tomllib.load(_fh)
+    DATA = tomllib.load(_fh)  # layout.toml as read: its doc lines feed docs/layout.md
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,11 @@ def _codes(table: dict) -> MappingProxyType:
 
 
 MAGIC = 0x67627066640001
-HEADER_WORDS = _words(_DATA["header"]["fields"])
-RING_WORDS = _words(_DATA["ring_header"]["fields"])
-COMMAND_WORDS = _words(_DATA["records"]["command"]["fields"])
-EVENT_WORDS = _words(_DATA["records"]["event"]["fields"])
-SNAPSHOT_WORDS = _words(_DATA["snapshot"]["fields"])
+HEADER_WORDS = _words(DATA["header"]["fields"])
+RING_WORDS = _words(DATA["ring_header"]["fields"])
+COMMAND_WORDS = _words(DATA["records"]["command"]["fields"])
+EVENT_WORDS = _words(DATA["records"]["event"]["fields"])
+SNAPSHOT_WORDS = _words(DATA["snapshot"]["fields"])
 
 HEADER = _offsets("Header", HEADER_WORDS)
 RING = _offsets("RingHeader", RING_WORDS)
@@ -60,16 +60,16 @@ COMMAND = _offsets("Command", COMMAND_WORDS)
 EVENT = _offsets("Event", EVENT_WORDS)
 SNAPSHOT = _offsets("Snapshot", SNAPSHOT_WORDS)
 
-COMMAND_OPS = _codes(_DATA["command_ops"])
-EVENT_KINDS = _codes(_DATA["event_kinds"])
+COMMAND_OPS = _codes(DATA["command_ops"])
+EVENT_KINDS = _codes(DATA["event_kinds"])
 EVENT_KIND_BY_ID = MappingProxyType({k.id: k for k in EVENT_KINDS.values()})
 OP = namedtuple("CommandOp", list(COMMAND_OPS))(*(c.id for c in COMMAND_OPS.values()))
 KIND = namedtuple("EventKind", list(EVENT_KINDS))(*(c.id for c in EVENT_KINDS.values()))
 
-COMMAND_SLOTS = _DATA["rings"]["command_slots"]
-EVENT_SLOTS = _DATA["rings"]["event_slots"]
-HIST_BUCKETS = _DATA["histogram"]["buckets"]
-HIST_DOC = _DATA["histogram"]["doc"]
+COMMAND_SLOTS = DATA["rings"]["command_slots"]
+EVENT_SLOTS = DATA["rings"]["event_slots"]
+HIST_BUCKETS = DATA["histogram"]["buckets"]
+HIST_DOC = DATA["histogram"]["doc"]
 QUOTA_WORDS = RECORDS["quota"].size // 8
 COUNTER_WORDS = RECORDS["counters"].size // 8
 MAX_TENANTS = LIMITS.max_tenants

@@ -28,7 +28,7 @@ def run_on_gpu(plane, cfg, progress=None) -> dict:
     from gbpfd.admission import admit, paced_copy
     from gbpfd.bridge.layout import HEADER
     from gbpfd.demo import gpu_kernels
-    from gbpfd.plane.backend_cuda import _non_blocking_stream
+    from gbpfd.plane.backend_cuda import non_blocking_stream
 
     qs = plane.quotas
     end = time.monotonic() + cfg.seconds
@@ -37,7 +37,7 @@ def run_on_gpu(plane, cfg, progress=None) -> dict:
 
     def be_loop(name: str) -> None:
         kernel = admit(plane, tenant=name, mode="persistent")(gpu_kernels.be_block)
-        stream = _non_blocking_stream(cuda)
+        stream = non_blocking_stream(cuda)
         while time.monotonic() < end:
             m = cuda.device_array(BE_BLOCKS_PER_LAUNCH, np.int64, stream=stream)
             m.copy_to_device(np.zeros(BE_BLOCKS_PER_LAUNCH, np.int64), stream=stream)
@@ -46,7 +46,7 @@ def run_on_gpu(plane, cfg, progress=None) -> dict:
                 marks.append(m.copy_to_host(stream=stream))
 
     def copy_loop() -> None:
-        stream = _non_blocking_stream(cuda)
+        stream = non_blocking_stream(cuda)
         words = cfg.copy_bytes // 8
         src, dst = cuda.device_array(words, np.int64), cuda.device_array(words, np.int64)
         while time.monotonic() < end:
@@ -63,7 +63,7 @@ def run_on_gpu(plane, cfg, progress=None) -> dict:
         th.start()
 
     lc = admit(plane, tenant=cfg.lc_tenant, mode="gate")(gpu_kernels.lc_cta)
-    lc_stream = _non_blocking_stream(cuda)
+    lc_stream = non_blocking_stream(cuda)
     lc_latency, swapped, start = [], [], time.monotonic()
     while time.monotonic() < end:
         m = cuda.to_device(np.zeros(cfg.lc_ctas, np.int64), stream=lc_stream)

@@ -24,11 +24,19 @@ from gbpfd.plane.options import PlaneOptions
 POLL_S = 0.0002
 
 
-def _non_blocking_stream(cuda):
+def non_blocking_stream(cuda, priority: int | None = None):
+    """A stream that never waits for the legacy default stream (so never for the
+    resident control kernel), of ``priority`` when given (CUDA's numbers: lower
+    is more urgent).  numba-cuda's ``cuda.stream()`` takes neither, so the
+    driver makes it and numba wraps it."""
     from cuda.bindings import driver
-    err, handle = driver.cuStreamCreate(driver.CUstream_flags.CU_STREAM_NON_BLOCKING)
+    flags = int(driver.CUstream_flags.CU_STREAM_NON_BLOCKING)
+    if priority is None:
+        err, handle = driver.cuStreamCreate(flags)
+    else:
+        err, handle = driver.cuStreamCreateWithPriority(flags, priority)
     if err != driver.CUresult.CUDA_SUCCESS:
-        raise RuntimeError(f"cuStreamCreate(CU_STREAM_NON_BLOCKING) failed: {err}")
+        raise RuntimeError(f"cuStreamCreate(non-blocking, priority {priority}) failed: {err}")
     return cuda.external_stream(int(handle))
 
 
@@ -47,8 +55,8 @@ class CudaBackend:
         mapped = cuda.mapped_array(arrays.host.shape, np.int64)
         mapped[:] = arrays.host
         arrays.host = mapped  # the rings and the publisher bind to the mapped area from here on
-        self.control_stream = _non_blocking_stream(cuda)
-        self.copy_stream = _non_blocking_stream(cuda)
+        self.control_stream = non_blocking_stream(cuda)
+        self.copy_stream = non_blocking_stream(cuda)
         self.d = {name: cuda.to_device(getattr(arrays, name), stream=self.copy_stream)
                   for name in ("ctl", "code", "flat", "desc", "regs", "frames", "vmout")}
         self.copy_stream.synchronize()

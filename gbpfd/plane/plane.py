@@ -45,6 +45,14 @@ class LoadedProgram:
 
 
 @dataclass(frozen=True)
+class QuotaPublication:
+    """A quota snapshot published but perhaps not adopted yet (``Plane.await_quotas`` waits)."""
+    epoch: int
+    seq: int                   # the command that tells the control CTA to adopt it
+    written_ns: int            # time.perf_counter_ns() just before the snapshot's first store
+
+
+@dataclass(frozen=True)
 class Health:
     backend: str
     simulated: bool
@@ -248,15 +256,25 @@ class Plane:
         """Validate and publish new quotas; returns the epoch the device adopted.
         An invalid file is refused whole and the plane keeps its snapshot."""
         self._require_running("set_quotas")
+        return self.await_quotas(self.publish_quotas(quotas))
+
+    def publish_quotas(self, quotas) -> QuotaPublication:
+        """``set_quotas`` without the wait: validate, publish the snapshot, tell
+        the control CTA, and return at once (for latency measurements, and for
+        hosts that have other work to do meanwhile)."""
+        self._require_running("publish_quotas")
         qs = load_quotas(quotas)
         if qs.names[:len(self.quotas.names)] != self.quotas.names[:len(qs.names)]:
             raise PlaneError(f"set_quotas: tenants keep their index while the plane runs; had "
                              f"{', '.join(self.quotas.names)}, got {', '.join(qs.names)}")
         epoch = self._snapshots.publish(qs, total_slots=self.total_slots)
         self.quotas = qs
-        seq = self._command("quotas")
-        self._await_event("quotas", seq, f"quota epoch {epoch}")
-        return epoch
+        return QuotaPublication(epoch, self._command("quotas"), self._snapshots.written_ns)
+
+    def await_quotas(self, publication: QuotaPublication) -> int:
+        """Wait until the control CTA has adopted ``publication``; its epoch."""
+        self._await_event("quotas", publication.seq, f"quota epoch {publication.epoch}")
+        return publication.epoch
 
     # ----------------------------------------------------------- reading
     def counters(self) -> dict[str, dict[str, int | list[int]]]:
@@ -292,9 +310,14 @@ class Plane:
                       self._event_ring.dropped, int(host[L.REGION.command_ring + L.RING.dropped]),
                       int(host[L.HEADER.torn_retries]), int(host[L.HEADER.bypassed]), self.telemetry)
 
+    @property
+    def running(self) -> bool:
+        return self._started
+
     def announce_launch(self, tenant: int) -> None:
         """Tell the control CTA a kernel of ``tenant`` is being launched (it
         counts towards the fair share from the next tick)."""
+        self._require_running("announce_launch")
         self.arrays.host[L.REGION.demand + tenant] += 1
 
     def programs(self) -> dict[int, LoadedProgram]:

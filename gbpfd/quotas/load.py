@@ -72,6 +72,14 @@ class QuotaSet:
         raise UnknownTenantError(f"no tenant {name!r}; the tenants are {', '.join(self.names)}",
                                  path=self.source)
 
+    def with_fields(self, tenant: str, **fields) -> "QuotaSet":
+        """These quotas with some of ``tenant``'s fields changed (``class_``
+        for ``class``), checked whole as a quota file is."""
+        self.index(tenant)
+        table = {t.name: {f.name: t.field_value(f.name) for f in FIELDS} for t in self.tenants}
+        table[tenant].update({"class" if name == "class_" else name: value for name, value in fields.items()})
+        return load_quotas({"tenants": table})
+
 
 def load_quotas(source: str | os.PathLike | Mapping | QuotaSet) -> QuotaSet:
     """A path to a ``.toml`` quota file, a ``{"tenants": {name: {...}}}``

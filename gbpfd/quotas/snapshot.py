@@ -87,6 +87,9 @@ class SnapshotPublisher:
         self._quota_words: np.ndarray | None = None
         self._total_slots = 0
         self._telemetry = Telemetry()
+        #: ``time.perf_counter_ns()`` just before the latest snapshot's first store
+        #: (validation and packing done): the instant a publish latency starts from
+        self.written_ns: int | None = None
 
     @property
     def epoch(self) -> int:
@@ -135,6 +138,7 @@ class SnapshotPublisher:
     # if both loads gave the same even value; see gbpfd.device.snapshot.
     def _write(self) -> int:
         host, base, epoch = self._host, REGION.snapshot, self._epoch + 1
+        self.written_ns = time.perf_counter_ns()
         host[SEQ_WORD] = self._seq + 1
         host[base + SNAPSHOT.epoch] = epoch
         host[base + SNAPSHOT.ntenants] = len(self._quotas.tenants)

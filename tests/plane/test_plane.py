@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 
 import numpy as np
 import pytest
@@ -240,6 +241,18 @@ def test_set_quotas_publishes_a_new_epoch_the_device_adopts(plane):
                                   pack_quotas(plane.quotas))
     assert [(e.kind, e.args["epoch"]) for e in plane.events() if e.kind == "quotas"] == [("quotas", 2)]
     assert list(plane.counters()) == ["infer", "train", "batch", "extra"]
+
+
+def test_publish_quotas_returns_before_the_device_adopts_and_await_quotas_waits(plane):
+    plane.events()
+    before = time.perf_counter_ns()
+    publication = plane.publish_quotas({"tenants": {"infer": {"class": "latency-critical", "weight": 1,
+                                                             "max_ctas": 2}}})
+    assert publication.epoch == 2 and before < publication.written_ns < time.perf_counter_ns()
+    assert plane.arrays.ctl[S.META.epoch] == 1, "adopted only once the device has run"
+    assert plane.await_quotas(publication) == 2
+    assert plane.arrays.ctl[S.META.epoch] == 2
+    assert [e.args["seq"] for e in plane.events() if e.kind == "quotas"] == [publication.seq]
 
 
 def test_cta_slots_option_sets_total_slots():

@@ -185,3 +185,14 @@ def test_index_of_a_missing_tenant_names_it_and_the_known_ones():
         quotas.index("c")
     assert str(caught.value) == "<dict>: no tenant 'c'; the tenants are a, b"
     assert isinstance(caught.value, KeyError) and isinstance(caught.value, QuotaError)
+
+
+def test_with_fields_changes_one_tenant_and_checks_the_whole_set():
+    qs = load_quotas(QUOTA_DIR / "demo.toml")
+    changed = qs.with_fields("batch", weight=5, class_="best-effort")
+    assert changed.tenants[changed.index("batch")].weight == 5
+    assert [t for t in changed.tenants if t.name != "batch"] == [t for t in qs.tenants if t.name != "batch"]
+    with pytest.raises(QuotaError, match=r"^<dict>: tenant 'batch': field 'weight'"):
+        qs.with_fields("batch", weight=-1)
+    with pytest.raises(UnknownTenantError, match=r"no tenant 'nosuch'; the tenants are infer, train, batch"):
+        qs.with_fields("nosuch", weight=1)
