@@ -5,14 +5,15 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-SHARED_FOLDERS = ("isa", "host_bridge", "quotas")
+#: folder -> the files of it a wheel carries
+SHARED = {"isa": ("*.toml",), "host_bridge": ("*.toml",), "quotas": ("*.toml",), "kernels": ("*.cuh", "*.h")}
 
 
 class BuildPyWithSharedData(build_py):
     def run(self):
         super().run()
-        for folder in SHARED_FOLDERS:
-            for source in sorted(Path(folder).rglob("*.toml")):
+        for folder, patterns in SHARED.items():
+            for source in sorted(s for pattern in patterns for s in Path(folder).rglob(pattern)):
                 target = Path(self.build_lib, "gbpfd", "_shared", source)
                 self.mkpath(str(target.parent))
                 self.copy_file(str(source), str(target))

@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Plane", "PlaneOptions", "Periods", "admit", "paced_copy", "warp_gate", "load_quotas"]
+__all__ = ["Plane", "PlaneOptions", "Periods", "admit", "admit_raw", "paced_copy", "warp_gate", "load_quotas"]
 
 
 def __getattr__(name: str):
@@ -19,6 +19,9 @@ def __getattr__(name: str):
     if name in ("admit", "paced_copy"):
         from gbpfd import admission as module
         return getattr(module, name)
+    if name == "admit_raw":
+        from gbpfd.admission_cupy import admit_raw
+        return admit_raw
     if name == "warp_gate":
         from gbpfd.device.admit_kernels import warp_gate
         return warp_gate
