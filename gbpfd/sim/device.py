@@ -8,6 +8,14 @@ when one side sees the other's stores.  Idle control-loop iterations are
 not stepped one by one: the model jumps to the next one that can observe
 something (a posted request, a host command, a due period) and counts the
 skipped iterations in the loop counters.
+
+Kernels launch in one of ``MODES``: ``"gate"`` and ``"persistent"`` (the
+admission modes of ``gbpfd.admit``) or ``"none"``, a plain launch the plane
+plays no part in.  CTAs waiting for a slot are dispatched by stream
+priority, then in launch order: CUDA's behaviour at CTA granularity (a
+higher-priority launch gets the next free slot; running CTAs are never
+preempted).  The control CTA holds one SM's slots from ``start``; before
+that the whole GPU is free.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ COMMAND_HEAD = REGION.command_ring + RING.head
 
 
 COPY_BACKOFF_MAX_NS = 16_000
+MODES = ("gate", "persistent", "none")
 
 
 @dataclass
@@ -49,7 +58,8 @@ _SERIALS = itertools.count()
 class _Kernel:
     run: KernelRun
     block_ns: int
-    workers: int               # persistent mode: worker CTAs per launch; gate mode: = blocks
+    workers: int               # persistent mode: worker CTAs per launch; otherwise = blocks
+    priority: int = 0
     next_block: int = 0
     live_workers: int = 0
     on_done: object = None
@@ -97,8 +107,8 @@ class SimDevice:
         self._command_heads: list = []  # (visible from, head after the push), oldest first
         self._seen_head = 0
         self._posted: list = []       # (visible_ns, slot, continuation)
-        self._free_slots = gpu.worker_slots
-        self._dispatch_queue: list = []  # FIFO of CTA starters
+        self._free_slots = gpu.num_sms * gpu.slots_per_sm
+        self._dispatch_queue: list = []  # heap of (priority, order, kernel): one entry per waiting CTA
         self.running = False
         self.stalled = False
         self.stats = Stats()
@@ -130,6 +140,7 @@ class SimDevice:
     # ---------------------------------------------------- control CTA
     def start(self) -> None:
         self.a.ctl[S.PLANE.smid] = 0
+        self._free_slots -= self.gpu.slots_per_sm  # the control CTA's SM
         self.running = True
         self.wake_control(self.now + self.gpu.launch_ns)
 
@@ -240,21 +251,32 @@ class SimDevice:
     def _dispatch(self) -> None:
         while self._free_slots > 0 and self._dispatch_queue:
             self._free_slots -= 1
-            starter = self._dispatch_queue.pop(0)
-            self.at(self.now + self.gpu.gate_step_ns, starter)
+            _, _, k = heapq.heappop(self._dispatch_queue)
+            if k.run.mode == "none":
+                self._run_block(k, None)
+            else:
+                start = self.now + self.gpu.gate_step_ns
+                self.at(start, self._enter, k, start)
 
     def _release_slot(self) -> None:
         self._free_slots += 1
         self._dispatch()
 
     def launch(self, tenant: int, *, blocks: int, block_ns: int, mode: str = "gate", workers: int | None = None,
-               on_done=None) -> KernelRun:
-        """Launch a kernel of ``blocks`` CTAs (gate mode) or logical blocks
-        (persistent mode, ``workers`` worker CTAs) for ``tenant``."""
+               priority: int = 0, on_done=None) -> KernelRun:
+        """Launch a kernel of ``blocks`` CTAs (modes gate and none) or logical
+        blocks (persistent mode, ``workers`` worker CTAs) for ``tenant``.
+        ``priority``: its stream's priority, in CUDA's convention (lower
+        numbers are dispatched first; 0 is the default)."""
+        if mode not in MODES:
+            raise ValueError(f"SimDevice.launch: mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValueError(f"SimDevice.launch: priority must be an int (a CUDA stream priority), got {priority!r}")
         run = KernelRun(tenant, mode, self.now, blocks)
-        self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
-        k = _Kernel(run, block_ns, blocks if mode == "gate" else (workers or self.gpu.worker_slots),
-                    on_done=on_done)
+        if mode != "none":
+            self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
+        k = _Kernel(run, block_ns, (workers or self.gpu.worker_slots) if mode == "persistent" else blocks,
+                    priority=priority, on_done=on_done)
         self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
         return run
 
@@ -262,11 +284,8 @@ class SimDevice:
         n = k.workers if k.run.mode == "persistent" else k.run.blocks - k.next_block
         for _ in range(n):
             k.live_workers += 1
-            self._dispatch_queue.append(lambda k=k: self._cta_start(k))
+            heapq.heappush(self._dispatch_queue, (k.priority, next(self._seq), k))
         self._dispatch()
-
-    def _cta_start(self, k: _Kernel) -> None:
-        self._enter(k, self.now)
 
     def _enter(self, k: _Kernel, started: int) -> None:
         t = k.run.tenant
@@ -300,13 +319,18 @@ class SimDevice:
                 self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
                 self._worker_exit(k)
                 return
+        self._run_block(k, how)
+
+    def _run_block(self, k: _Kernel, how: int | None) -> None:
+        """Run the kernel's next block; ``how`` it got in (None: mode none, ungated)."""
         key = (k.serial, k.next_block)
         self.stats.blocks_started[key] = self.stats.blocks_started.get(key, 0) + 1
         k.next_block += 1
         self.at(self.now + k.block_ns, self._block_done, k, how)
 
-    def _block_done(self, k: _Kernel, how: int) -> None:
-        self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
+    def _block_done(self, k: _Kernel, how: int | None) -> None:
+        if how is not None:
+            self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
         k.run.blocks_done += 1
         if k.run.mode == "persistent" and k.next_block < k.run.blocks:
             self._enter(k, self.now)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from gbpfd.bridge.layout import HEADER
+from gbpfd.bridge.layout import HEADER, REGION
 from gbpfd.demo.sim_workload import swap_accounting
 from gbpfd.device import state as S
 from gbpfd.device.gates import counter_word, tenant_word
+from gbpfd.plane.arrays import allocate
 from gbpfd.plane.options import PlaneOptions
 from gbpfd.plane.plane import Plane
 from gbpfd.policies.catalog import baseline_programs
+from gbpfd.sim.device import SimDevice
+from gbpfd.sim.model import SimGPU
 
 MS = 1_000_000
 WEIGHTED = {"tenants": {"heavy": {"class": "best-effort", "weight": 3, "max_ctas": 4096},
@@ -136,6 +139,61 @@ def test_swap_accounting_between_ticks():
         d.launch(plane.quotas.index("train"), blocks=1000, block_ns=MS, mode="persistent")
         d.run_while(lambda: not d.stats.granted, 10 * MS)
         assert swap_accounting(plane) == (0, 0)
+
+
+# ----------------------------------------- ungated launches and priorities
+
+def bare_device() -> SimDevice:
+    """A simulated GPU with no plane started on it: every SM's slots are free."""
+    return SimDevice(allocate(), SimGPU())
+
+
+def test_an_ungated_kernel_fills_every_sm_of_a_gpu_without_a_plane():
+    d = bare_device()
+    slots = d.gpu.num_sms * d.gpu.slots_per_sm
+    run = d.launch(0, blocks=slots, block_ns=MS, mode="none")
+    run_until_done(d, [run], 10 * MS)
+    assert run.latency_ns == d.gpu.launch_ns + MS  # one wave
+
+
+def test_an_ungated_kernel_beside_the_plane_leaves_it_alone():
+    with Plane(backend="sim") as plane:
+        d = plane.device
+        slots = d.gpu.num_sms * d.gpu.slots_per_sm
+        run = d.launch(0, blocks=slots, block_ns=MS, mode="none")
+        run_until_done(d, [run], 10 * MS)
+        settle(plane)
+        # the control CTA's SM is taken: the last slots_per_sm CTAs wait for a second wave
+        assert run.latency_ns == d.gpu.launch_ns + 2 * MS
+        assert run.blocks_done == slots
+        counters = plane.counters()[plane.quotas.names[0]]
+        assert counters["admitted"] == counters["bypassed"] == 0
+        assert d.a.ctl[tenant_word(0, S.TENANT.running)] == 0
+        assert d.a.host[REGION.demand + 0] == 0
+        assert d.stats.posted == 0
+
+
+@pytest.mark.parametrize("priority", [-1, 0])
+def test_a_higher_priority_launch_takes_the_next_free_slots(priority):
+    d = bare_device()
+    slots = d.gpu.num_sms * d.gpu.slots_per_sm
+    busy = d.launch(0, blocks=3 * slots, block_ns=MS, mode="none")  # three waves
+    d.run_until(MS // 2)
+    urgent = d.launch(1, blocks=4, block_ns=MS // 10, mode="none", priority=priority)
+    run_until_done(d, [busy, urgent], 20 * MS)
+    # running CTAs are never preempted: the earliest the urgent CTAs start is when the first wave ends
+    waves_ahead = 1 if priority < 0 else 3
+    assert urgent.done_ns == d.gpu.launch_ns + waves_ahead * MS + MS // 10
+    assert busy.blocks_done == 3 * slots
+
+
+@pytest.mark.parametrize("bad, message", [({"mode": "eager"}, "mode must be one of gate, persistent, none"),
+                                          ({"priority": 1.5}, "priority must be an int")])
+def test_a_bad_launch_is_refused_with_its_reason(bad, message):
+    d = bare_device()
+    with pytest.raises(ValueError, match=message):
+        d.launch(0, blocks=1, block_ns=MS, **{"mode": "gate", **bad})
+    assert not d._dispatch_queue and not d._events
 
 
 # ------------------------------------------------------------------ stall
