@@ -1,20 +1,23 @@
-"""Sustained event-ring drain rate with zero loss: CPU producer (simulated device), not a GPU figure.
+"""Event ring: the sustained drain rate with zero loss, and the rate at
+which loss starts (counted, never silent).
 
-A producer thread runs the device's ``event_push`` (the shared source of
-``gbpfd.device.ringbuf`` compiled with ``numba.njit`` for the CPU) at an
-offered rate, paced by the monotonic clock inside the compiled loop so it
-holds no GIL; another thread runs the host's ``EventRing.drain`` every
-``--poll-ms``.  The offered rate doubles until the device counts drops,
-then bisects between the last rate without drops and the first with them.
-Prints a table and one JSON line.
+The producer runs the device's ``event_push`` (the shared source of
+``gbpfd.device.ringbuf``) at an offered rate: on a GPU, one device thread
+of ``gpu_kernels.event_producer`` pushing into the pinned, mapped host
+area as the control CTA does, paced by ``%globaltimer``; elsewhere a CPU
+thread running the same source compiled with ``numba.njit``, paced by the
+monotonic clock inside the compiled loop so it holds no GIL (a host
+figure: it shows what the host's drain keeps up with, not the PCIe path).
+The host's ``EventRing.drain`` runs every ``poll_ms`` on another thread.
+The offered rate doubles until the producer counts drops, then bisects
+between the last rate without drops and the first with them.
 
-    python bench/bench_event_ring.py [--seconds S] [--poll-ms P] [--json-out PATH]
+    python bench/bench_event_ring.py [--backend auto|cuda|sim] [--quick] [--set event_ring.seconds=S]
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
-import json
+import sys
 import threading
 import time
 
@@ -25,7 +28,11 @@ from gbpfd.bridge import layout
 from gbpfd.bridge.ring import EventRing, init_rings
 from gbpfd.device import prims_cpu, ringbuf, targets
 
-LABEL = "CPU producer (simulated device), not a GPU figure"
+NAME = "event_ring"
+TITLE = "event-ring drain rate with zero loss, and where loss starts"
+BACKENDS = ("host", "cuda")
+PARAMS = {"seconds": (1.0, 0.1), "poll_ms": (1.0, 1.0)}
+TARGETS = ()
 #: offered rates double from the first until drops start (or the last), then REFINE bisection
 #: steps between the last lossless rate and the first lossy one narrow the limit down
 RATES = tuple(10_000 * 2 ** k for k in range(12))
@@ -84,17 +91,52 @@ def consume(ring: EventRing, poll_s: float, producer_done: threading.Event, drai
     drained[0] += len(ring.drain())
 
 
-def run_rate(rate: int, seconds: float, poll_s: float) -> dict:
-    host = np.zeros(layout.HOST_WORDS, np.int64)
+class CpuProducer:
+    def host_area(self) -> np.ndarray:
+        return np.zeros(layout.HOST_WORDS, np.int64)
+
+    def produce(self, host, rate: int, duration_ns: int) -> int:
+        return DEVICE.produce(host, rate, duration_ns, np.zeros(2, np.int64))
+
+
+class GpuProducer:
+    """One GPU thread pushing into mapped host memory (``gpu_kernels.event_producer``)."""
+
+    def __init__(self):
+        from numba import cuda
+
+        import gpu_kernels
+        from gbpfd.plane.backend_cuda import non_blocking_stream
+        self.cuda, self.gk = cuda, gpu_kernels
+        cuda.current_context()
+        self.stream = non_blocking_stream(cuda)
+        self.out = cuda.device_array(1, np.int64, stream=self.stream)
+
+    def host_area(self) -> np.ndarray:
+        host = self.cuda.mapped_array(layout.HOST_WORDS, np.int64)
+        host[:] = 0
+        return host
+
+    def produce(self, host, rate: int, duration_ns: int) -> int:
+        from gbpfd.bench.gpu_sync import finish
+        self.gk.event_producer[1, 32, self.stream](host, rate, duration_ns, self.out)
+        finish(self.cuda, self.stream)
+        return int(self.out.copy_to_host(stream=self.stream)[0])
+
+
+def run_rate(producer, rate: int, seconds: float, poll_s: float) -> dict:
+    host = producer.host_area()
     init_rings(host)
     ring = EventRing(host)
     producer_done, drained, offered = threading.Event(), [0], [0]
 
-    def producer():
-        offered[0] = DEVICE.produce(host, rate, int(seconds * 1e9), np.zeros(2, np.int64))
-        producer_done.set()
+    def producer_thread():
+        try:
+            offered[0] = producer.produce(host, rate, int(seconds * 1e9))
+        finally:
+            producer_done.set()
 
-    threads = [threading.Thread(target=producer), threading.Thread(target=consume,
+    threads = [threading.Thread(target=producer_thread), threading.Thread(target=consume,
                                                                    args=(ring, poll_s, producer_done, drained))]
     start = time.perf_counter()
     for t in threads:
@@ -106,42 +148,44 @@ def run_rate(rate: int, seconds: float, poll_s: float) -> dict:
             "drained_per_s": drained[0] / elapsed}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=1.0, help="time per offered rate")
-    parser.add_argument("--poll-ms", type=float, default=1.0, help="host drain period, ms")
-    parser.add_argument("--json-out", metavar="PATH", help="also write the JSON record to PATH")
-    opts = parser.parse_args()
-
-    run_rate(RATES[0], 0.01, opts.poll_ms / 1e3)  # compile the producer and the ring primitives
+def _search(run, producer, seconds: float, poll_s: float) -> list[dict]:
+    """Double the offered rate until drops start, then bisect between the last two."""
     rows = []
     for rate in RATES:
-        rows.append(run_rate(rate, opts.seconds, opts.poll_ms / 1e3))
+        run.step(f"offering {rate:,} events/s")
+        rows.append(run_rate(producer, rate, seconds, poll_s))
         if rows[-1]["dropped"]:
             break
     if rows[-1]["dropped"] and len(rows) > 1:
         good, bad = rows[-2]["offered_per_s"], rows[-1]["offered_per_s"]
         for _ in range(REFINE):
-            rows.append(run_rate(round((good * bad) ** 0.5), opts.seconds, opts.poll_ms / 1e3))
+            run.step(f"bisecting between {good:,} and {bad:,} events/s")
+            rows.append(run_rate(producer, round((good * bad) ** 0.5), seconds, poll_s))
             good, bad = (good, rows[-1]["offered_per_s"]) if rows[-1]["dropped"] else (rows[-1]["offered_per_s"], bad)
-    # with no drop every offered event was drained, so the ring kept up with the offered rate
-    sustained = max((r["offered_per_s"] for r in rows if not r["dropped"]), default=0)
+    return rows
 
-    print(f"{LABEL}; {layout.EVENT_SLOTS} slots, drain every {opts.poll_ms:g} ms, {opts.seconds:g} s per rate")
-    print(f"{'offered/s':>12} {'drained/s':>12} {'offered':>10} {'drained':>10} {'dropped':>10}")
-    for r in rows:
-        print(f"{r['offered_per_s']:>12,} {r['drained_per_s']:>12,.0f} {r['offered']:>10} {r['drained']:>10} "
-              f"{r['dropped']:>10}")
-    print(f"sustained with zero loss: {sustained:,} events/s")
-    record = {"bench": "event_ring", "simulated": True, "device": "cpu", "label": LABEL,
-              "event_slots": layout.EVENT_SLOTS, "poll_ms": opts.poll_ms, "seconds_per_rate": opts.seconds,
-              "sustained_events_per_s": sustained, "results": rows}
-    print(json.dumps(record))
-    if opts.json_out:
-        with open(opts.json_out, "w") as fh:
-            json.dump(record, fh)
-            fh.write("\n")
+
+def measure(run) -> None:
+    poll_s = run.params["poll_ms"] / 1e3
+    producer = GpuProducer() if run.backend == "cuda" else CpuProducer()
+    run.step("compiling the producer")
+    run_rate(producer, RATES[0], 0.01, poll_s)
+    rows = _search(run, producer, run.params["seconds"], poll_s)
+    # with no drop every offered event was drained, so the ring kept up with the offered rate
+    lossless = [r for r in rows if not r["dropped"]]
+    lossy = [r for r in rows if r["dropped"]]
+    run.figure("sustained_events_per_s", max((r["offered_per_s"] for r in lossless), default=0), "event/s",
+               sum(r["drained"] for r in lossless))
+    run.figure("loss_starts_events_per_s", min((r["offered_per_s"] for r in lossy), default=None), "event/s",
+               sum(r["offered"] for r in lossy))
+    run.check("event_slots", layout.EVENT_SLOTS)
+    run.check("rates", rows)
+    run.check("drops_counted_equal_offered_minus_drained",
+              all(r["offered"] - r["drained"] == r["dropped"] for r in rows))
+    if not lossy:
+        run.note(f"no loss up to {RATES[-1]:,} events/s offered: the limit is above what was tried")
 
 
 if __name__ == "__main__":
-    main()
+    from gbpfd.bench.suite import script_main
+    sys.exit(script_main(__file__))

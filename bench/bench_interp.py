@@ -1,26 +1,36 @@
-"""Instructions per second of the reference VM and the fast VM (one CPU core).
+"""Interpreter speed: instructions per second of the reference VM and the
+fast VM on one CPU core, and on a GPU of the control CTA's interpreter.
 
-The program is a loop over a few hundred mixed ALU / branch / memory slots;
-the fast VM is timed through its compiled function with arrays prepared once,
-the reference VM through its public ``run``.  Prints a table and one JSON line.
+The CPU program is a loop over a few hundred mixed ALU / branch / memory
+slots; the fast VM is timed through its compiled function with arrays
+prepared once (the best of ``repeat`` runs), the reference VM through its
+public ``run``.  The device runs a straight-line program of the same mix on
+one thread, ``device_reps`` times, and must end with the reference VM's r0.
 
-    python bench/bench_interp.py [--iterations N] [--repeat N]
+    python bench/bench_interp.py [--backend auto|cuda|sim] [--quick]
 """
 from __future__ import annotations
 
-import argparse
-import json
+import sys
 import time
 
 import numpy as np
 
+from gbpfd.bench.case import Target
 from gbpfd.isa.abi import LIMITS
 from gbpfd.isa.asm import assemble
 from gbpfd.vm import fast, interp, reference, status
 from gbpfd.vm.decoded import decode_program
 from gbpfd.vm.memory import RID_INPUT, address, build_memory
 
+NAME = "interp"
+TITLE = "policy interpreter instructions per second: CPU VMs, and the device's on a GPU"
+BACKENDS = ("host", "cuda")
+PARAMS = {"iterations": (20_000, 2_000), "repeat": (5, 1), "device_reps": (2_000, 50)}
+TARGETS = (Target("cpu_fast_insns_per_s", ">=", 100e6, ">= 100 M insn/s on one core", "issue 2"),)
 BLOCKS = 24  # each block is 12 slots: ALU, a load, a store, a taken and a not-taken branch
+DEVICE_BLOCKS = 128  # straight-line blocks of 8 instructions
+DEVICE_WARM_NS = 20_000_000  # spinning first lets the SM clock rise from idle
 
 
 def source(iterations: int) -> str:
@@ -34,9 +44,9 @@ def source(iterations: int) -> str:
             "xor %r0, %r3",
             "rsh %r3, 7",
             f"stxdw [%r10-{8 * (b % 8 + 1)}], %r3",
-            f"jgt %r3, -1, +1",  # never taken
+            "jgt %r3, -1, +1",  # never taken
             "add32 %r0, 1",
-            f"jne %r2, 0, +1",  # taken
+            "jne %r2, 0, +1",  # taken
             "sub %r0, 1",
             "and %r2, 0xffff",
         ]
@@ -76,26 +86,69 @@ def time_reference(program, repeat: int) -> tuple[float, int]:
     return best, steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=20000, help="loop iterations per fast-VM run")
-    parser.add_argument("--repeat", type=int, default=5, help="runs per VM; the best is kept")
-    opts = parser.parse_args()
-
-    fast_program = assemble(source(opts.iterations), "bench.s")
-    ref_program = assemble(source(max(opts.iterations // 1000, 1)), "bench.s")
+def _measure_cpu(run) -> None:
+    iterations, repeat = run.params["iterations"], run.params["repeat"]
+    fast_program = assemble(source(iterations), "bench.s")
+    ref_program = assemble(source(max(iterations // 1000, 1)), "bench.s")
+    run.step("compiling the fast VM")
     fast.run(fast_program, build_memory(input_mem=bytes(32)), fuel=1)  # compile / load the cache
-    rows = []
     for name, timer, program in (("reference", time_reference, ref_program), ("fast", time_fast, fast_program)):
-        seconds, steps = timer(program, opts.repeat)
-        rows.append({"vm": name, "steps": steps, "seconds": seconds, "insns_per_s": steps / seconds})
-    print(f"program: {len(fast_program.insns)} slots, loop of {BLOCKS * 12 + 2} slots")
-    print(f"{'vm':<10} {'steps':>12} {'seconds':>10} {'M insns/s':>10}")
-    for r in rows:
-        print(f"{r['vm']:<10} {r['steps']:>12} {r['seconds']:>10.4f} {r['insns_per_s'] / 1e6:>10.2f}")
-    print(json.dumps({"bench": "interp", "simulated": False, "device": "cpu", "slots": len(fast_program.insns),
-                      "results": rows}))
+        run.step(f"the {name} VM")
+        seconds, steps = timer(program, repeat)
+        run.figure(f"cpu_{name}_insns_per_s", steps / seconds, "insn/s", steps)
+    run.check("program_slots", len(fast_program.insns))
+    run.check("loop_slots", BLOCKS * 12 + 2)
+
+
+def straight_line_source(blocks: int) -> str:
+    """The device-rate program: no loop (the device interpreter runs it ``reps`` times)."""
+    lines = [".name interp_rate", "mov %r0, 0", "mov %r2, 1", "mov %r3, 7"]
+    for k in range(blocks):
+        slot = 8 * (k % 8 + 1)
+        lines += [f"add %r2, {k + 1}", "mul %r3, 3", "xor %r0, %r2", f"stxdw [%r10-{slot}], %r3",
+                  f"ldxdw %r4, [%r10-{slot}]", "rsh %r4, 3", "add %r0, %r4", "and %r3, 0xffff"]
+    return "\n".join(lines + ["exit"]) + "\n"
+
+
+def _measure_device(run) -> None:
+    """One GPU thread running the control CTA's interpreter on a straight-line program."""
+    from numba import cuda
+
+    import gpu_kernels as gk
+    from gbpfd.bench.gpu_sync import finish
+    reps = run.params["device_reps"]
+    program = assemble(straight_line_source(DEVICE_BLOCKS), "<interp-rate>")
+    expected = reference.run(program, build_memory(), fuel=1 << 62)
+    memory = build_memory()
+    stream = cuda.stream()
+    d = {name: cuda.to_device(value, stream=stream) for name, value in (
+        ("code", decode_program(program.insns)), ("regs", np.zeros(11, np.uint64)),
+        ("frames", np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64)), ("flat", memory.flat),
+        ("base", memory.base), ("size", memory.size), ("perm", memory.perm), ("map_rid", memory.map_rid),
+        ("map_value_size", memory.map_value_size), ("map_entries", memory.map_entries),
+        ("out", np.zeros(2, np.int64)), ("result", np.zeros(4, np.int64)))}
+    run.step(f"the device interpreter, {reps} runs")
+    gk.interp_rate[1, 32, stream](d["code"], len(program.insns), d["regs"], d["frames"], d["flat"], d["base"],
+                                  d["size"], d["perm"], d["map_rid"], d["map_value_size"], d["map_entries"],
+                                  memory.nmaps, 1 << 62, reps, DEVICE_WARM_NS, d["out"], d["result"])
+    finish(cuda, stream)
+    r = d["result"].copy_to_host()
+    ns = int(r[gk.SPAN_NS])
+    run.figure("device_interp_insns_per_s", r[gk.RATE_STEPS] * 1e9 / ns if ns else None, "insn/s",
+               int(r[gk.RATE_STEPS]))
+    run.check("device_status", status.REASONS.get(int(r[gk.RATE_STATUS]), int(r[gk.RATE_STATUS])))
+    run.check("device_agrees_with_reference_vm",
+              int(r[gk.RATE_STATUS]) == status.OK and int(r[gk.RATE_STEPS]) == reps * expected.steps
+              and int(d["regs"].copy_to_host()[0]) == expected.r0)
+    run.check("device_program_insns", len(program.insns))
+
+
+def measure(run) -> None:
+    _measure_cpu(run)
+    if run.backend == "cuda":
+        _measure_device(run)
 
 
 if __name__ == "__main__":
-    main()
+    from gbpfd.bench.suite import script_main
+    sys.exit(script_main(__file__))

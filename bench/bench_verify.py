@@ -1,20 +1,31 @@
-"""Verifier time for generated valid programs of 16 to 4096 instructions.
+"""Verify time (and, on a GPU, load time: verify + stage + live swap) for
+generated valid programs of 16 to 4096 instructions.
 
 Each program is a dispatch on ctx.tenant: a chain of `jne` tests, each
 guarding a body of if/else diamonds with stack and map-value accesses, so
 the program is long but every path stays inside the tick budget, and
 pruning at the joins is what keeps the number of explored paths small.
 
-Run: /work/venv/bin/python bench/bench_verify.py  (prints a table, then one JSON line)
+Verify time is a host figure; load time needs the plane, so it is measured
+on a GPU only (on the simulated device it would time the simulator).
+
+    python bench/bench_verify.py [--quick] [--set verify.repeats=N]
 """
 from __future__ import annotations
 
-import json
 import statistics
+import sys
 import time
 
+from gbpfd.bench.case import Target
 from gbpfd.isa.asm import assemble
 from gbpfd.verifier import verify
+
+NAME = "verify"
+TITLE = "verify time by program size (and load time with live swap, on a GPU)"
+BACKENDS = ("host", "cuda")
+PARAMS = {"repeats": (5, 1)}
+TARGETS = (Target("verify_4096_median", "<", 50.0, "< 50 ms at 4096 instructions", "issue 2"),)
 
 SIZES = (16, 64, 256, 1024, 4096)
 DIAMOND = ["ldxw %r3, [%r6+20]", "jgt %r3, {k}, a{i}", "mov %r4, 1", "ja b{i}",
@@ -46,27 +57,53 @@ def program_text(target: int) -> str:
     return "\n".join(lines + ["end:", "mov %r0, 0", "exit"]) + "\n"
 
 
-def measure(size: int, repeats: int = 5) -> dict:
-    program = assemble(program_text(size), f"<bench {size}>")
-    verdict = verify(program)
-    assert verdict.accepted, verdict.log
+def _time_verify(program, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         verify(program)
         times.append(time.perf_counter() - start)
-    return {"insns": verdict.insn_count, "cost": verdict.cost, "median_ms": statistics.median(times) * 1e3,
-            "min_ms": min(times) * 1e3, "log": verdict.log[-1]}
+    return times
 
 
-def main() -> None:
-    rows = [measure(size) for size in SIZES]
-    print(f"{'insns':>6} {'worst path':>10} {'median ms':>10} {'min ms':>8}  log")
-    for r in rows:
-        print(f"{r['insns']:>6} {r['cost']:>10} {r['median_ms']:>10.2f} {r['min_ms']:>8.2f}  {r['log']}")
-    print(json.dumps({"bench": "verify", "results": [
-        {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items() if k != "log"} for r in rows]}))
+def _time_load(plane, program, repeats: int) -> list[float]:
+    """Plane.load end to end: verify, stage into the idle slot, swap, the swap's event seen."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        plane.load(program, "tick")
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _measure_sizes(run, plane=None) -> None:
+    repeats = run.params["repeats"]
+    for size in SIZES:
+        run.step(f"{size} instructions")
+        program = assemble(program_text(size), f"<bench {size}>")
+        verdict = verify(program)
+        if not verdict.accepted:
+            raise AssertionError(f"the generated {size}-instruction program was rejected: {verdict.log[-1]}")
+        times = _time_verify(program, repeats)
+        run.figure(f"verify_{size}_median", statistics.median(times) * 1e3, "ms", repeats)
+        run.check(f"verify_{size}", {"insns": verdict.insn_count, "worst_path": verdict.cost,
+                                     "min_ms": round(min(times) * 1e3, 3), "log": verdict.log[-1]})
+        if plane is not None:
+            loads = _time_load(plane, program, repeats)
+            run.figure(f"load_{size}_median", statistics.median(loads) * 1e3, "ms", repeats)
+    run.bar_chart("verify_by_size", {str(s): run.figures[f"verify_{s}_median"]["value"] for s in SIZES}, "ms",
+                  target=50.0)
+
+
+def measure(run) -> None:
+    if run.backend != "cuda":
+        _measure_sizes(run)
+        return
+    from gbpfd.plane.plane import Plane
+    with Plane("cuda") as plane:
+        _measure_sizes(run, plane)
 
 
 if __name__ == "__main__":
-    main()
+    from gbpfd.bench.suite import script_main
+    sys.exit(script_main(__file__))

@@ -1,6 +1,7 @@
-"""Device code of the GPU reaction bench (``bench_reaction.py``): a clock
-probe, a cross-SM flag ping-pong, an admission requester and an
-interpreter-rate kernel.
+"""Device code of the GPU bench cases: a clock probe, a cross-SM flag
+ping-pong and an admission requester (``bench_reaction.py``), an
+interpreter-rate kernel (``bench_interp.py``) and an event producer
+(``bench_event_ring.py``).
 
 Device code only, like ``gbpfd.device.kernels_cuda``: Numba's CUDA
 simulator swaps the module global ``cuda`` of a kernel's module, so host
@@ -20,12 +21,15 @@ from llvmlite import ir
 from numba import cuda, types
 from numba.cuda.extending import intrinsic
 
+from gbpfd.bridge.layout import KIND
 from gbpfd.device import state as S
+from gbpfd.device.build import for_cuda
 from gbpfd.device.kernels_cuda import abandon_request, cta_exit, poll_request, post_request
 from gbpfd.device.prims_cuda import globaltimer, load_acquire, smid, store_release
 from gbpfd.vm import interp
 
 execute = cuda.jit(device=True)(interp.execute)
+event_push = for_cuda().event_push
 
 #: requester outcomes other than a decision (state.ADMIT / state.DEFER)
 WITHDRAWN = -2   # the wait hit its bound and the request was taken back undecided
@@ -177,3 +181,23 @@ def interp_rate(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map
     result[SPAN_NS] = globaltimer() - g0
     result[RATE_STEPS] = steps
     result[RATE_STATUS] = st
+
+
+@cuda.jit
+def event_producer(host, rate_per_s, duration_ns, out):
+    """Thread 0 pushes trace events into ``host``'s event ring, evenly at
+    ``rate_per_s`` for ``duration_ns`` (its own bound); ``out[0]``: how many
+    it offered (pushed or counted as dropped)."""
+    if cuda.threadIdx.x != 0:
+        return
+    start = globaltimer()
+    offered = 0
+    while True:
+        now = globaltimer()
+        if now - start >= duration_ns:
+            break
+        due = (now - start) * rate_per_s // 1_000_000_000
+        while offered < due:
+            event_push(host, KIND.trace, now, -1, -1, -1, offered, 0, 0)
+            offered += 1
+    out[0] = offered

@@ -95,6 +95,11 @@ def _progress_bar(label: str):
     return show
 
 
+def _cmd_bench(args) -> int:
+    from gbpfd.bench.suite import run_from_args
+    return run_from_args(args, " ".join(["gbpfd", *sys.argv[1:]]))
+
+
 def _cmd_top(args) -> int:
     import json
     import time
@@ -155,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--seconds", type=float, default=1.0, help="device time to run (default 1.0)")
     cmd.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     cmd.set_defaults(run=_cmd_demo)
+
+    cmd = sub.add_parser("bench", help="run the benchmark suite in one process: a table, a JSON record, plots")
+    cmd.add_argument("names", nargs="*", metavar="NAME", help="cases to run (default: all; --list names them)")
+    from gbpfd.bench.options import add_arguments
+    add_arguments(cmd)
+    cmd.set_defaults(run=_cmd_bench)
 
     cmd = sub.add_parser("top", help="live per-tenant counters and plane health, one frame per interval")
     cmd.add_argument("--backend", choices=("auto", "cuda", "sim"), default="auto")

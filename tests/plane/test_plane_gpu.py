@@ -38,6 +38,8 @@ pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's o
 cuda = pytest.importorskip("numba.cuda")
 
 import gbpfd  # noqa: E402
+from gbpfd.bench.gpu_sync import settle
+from gbpfd.bench.policies import NO_TOKENS_TICK_ASM as NO_TOKENS_TICK  # noqa: E402
 from gbpfd.bridge.layout import HEADER  # noqa: E402
 from gbpfd.device import state as S  # noqa: E402
 from gbpfd.device.prims_cuda import globaltimer  # noqa: E402
@@ -54,16 +56,8 @@ pytestmark = pytest.mark.gpu
 TENANT = "train"      # best-effort in demo.toml: its allowance is most of the GPU
 THREADS = 64
 WAIT_S = 120.0
-SETTLE_TIMEOUT_S = 10.0
 RESULTS_DIR = "GBPFD_RESULTS_DIR"
 
-NO_TOKENS_TICK = """\
-.name no_tokens
-.hook tick
-    stw [%r1+32], 0             # ctx.cta_tokens: every CTA asks cta_admit
-    mov %r0, 0
-    exit
-"""
 FUEL_FAULT_ADMIT = """\
 .name fuel_fault
 .hook cta_admit
@@ -134,16 +128,6 @@ def preload(kernel, stream, *args) -> None:
     spare_flat = cuda.to_device(np.zeros(S.FLAT_WORDS, np.int64))
     kernel._compiled()[1, THREADS, stream](spare_ctl, spare_flat, 0, *args)
     finish(stream)
-
-
-def settle(plane, ticks: int = 2) -> None:
-    """Wait ``ticks`` tick periods: the mirrored counters then include all that came before."""
-    first = plane.health().ticks
-    deadline = time.monotonic() + SETTLE_TIMEOUT_S
-    while plane.health().ticks < first + ticks:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the control CTA ran no {ticks} ticks within {SETTLE_TIMEOUT_S} s")
-        time.sleep(0.0005)
 
 
 def device_counters(plane, tenant: str) -> dict[str, int]:
