@@ -93,23 +93,57 @@ class AdmittedKernel:
             raise AdmitError(f"{self.name}: admitted kernels run on the GPU backend; this plane is on the simulated "
                              "device (model the work with plane.device.launch(...))")
         require_running(self.plane, self.name)
-        nbody = len([p for p in self.params if p not in ("block", "gate")])
-        if len(args) != nbody:
-            raise AdmitError(f"{self.name}: takes {nbody} arguments, got {len(args)}")
+        self._check_count(args)
+        d = self.plane.device
+        self._require_loaded(self._plane_args(d["ctl"], d["flat"]), args)
         if self.mode == "gate":
             self.plane.announce_launch(self.tenant_index)
-            d = self.plane.device
             self._compiled()[grid, block, stream](d["ctl"], d["flat"], self.tenant_index, *args)
             return None
         return self._run_persistent(int(grid), block, stream, args)
+
+    def preload(self, *args) -> None:
+        """Compile this kernel for a launch with ``args`` (its own arguments)
+        and load it on the GPU.  Call it before the plane starts: loading a
+        module waits for the GPU's work to drain, and the control kernel never
+        drains, so a launch whose kernel is not loaded yet is refused."""
+        from numba import cuda
+        self._check_count(args)
+        spare = cuda.device_array(1, np.int64)
+        # compile() binds a kernel it builds, not one it finds in the disk cache
+        self._compiled().compile(self._argtypes(self._plane_args(spare, spare), args)).bind()
+
+    def _check_count(self, args) -> None:
+        nbody = len([p for p in self.params if p not in ("block", "gate")])
+        if len(args) != nbody:
+            raise AdmitError(f"{self.name}: takes {nbody} arguments, got {len(args)}")
+
+    def _plane_args(self, ctl, flat) -> tuple:
+        """The arguments the wrapper takes before the body's (persistent: a
+        stand-in for next_block, then nblocks and force)."""
+        if self.mode == "gate":
+            return ctl, flat, self.tenant_index
+        return ctl, flat, self.tenant_index, ctl, 0, 0
+
+    def _argtypes(self, plane_args: tuple, args: tuple) -> tuple:
+        kernel = self._compiled()
+        return tuple(kernel.typeof_pyval(a) for a in (*plane_args, *args))
+
+    def _require_loaded(self, plane_args: tuple, args: tuple) -> None:
+        types = self._argtypes(plane_args, args)
+        if types not in self._compiled().overloads:
+            body = ", ".join(map(str, types[len(plane_args):]))
+            raise AdmitError(f"{self.name}: not loaded for arguments of types ({body}); call {self.name}.preload(...) "
+                             "with such arguments before the plane starts (loading a module while the control kernel "
+                             "is resident would wait for it forever)")
 
     def _run_persistent(self, nblocks: int, block, stream, args):
         from numba import cuda
         kernel = self._compiled()
         d = self.plane.device
         next_block = cuda.to_device(np.zeros(1, np.int64), stream=stream)
-        first = (d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0, *args)
-        compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in first))
+        compiled = kernel.compile(self._argtypes((d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0),
+                                                 args))
         # the control CTA's SM is not the workers': one SM's worth less
         fit = compiled.max_cooperative_grid_blocks(block) * (self.plane.device_sms - 1) // self.plane.device_sms
         workers = self.workers or fit

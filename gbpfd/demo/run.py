@@ -35,9 +35,12 @@ def demo_quotas_path():
 def run_demo(config: DemoConfig = DemoConfig(), *, options: PlaneOptions | None = None, progress=None) -> dict:
     if options is None and config.backend != "sim":
         options = PlaneOptions(sample_every=16)  # on a GPU, reaction time comes from sampled decisions
-    with Plane(config.backend, quotas=demo_quotas_path(), options=options) as plane:
-        if plane.simulated:
-            from gbpfd.demo.sim_workload import run_on_sim
+    plane = Plane(config.backend, quotas=demo_quotas_path(), options=options)
+    if plane.simulated:
+        from gbpfd.demo.sim_workload import run_on_sim
+        with plane:
             return run_on_sim(plane, config, progress)
-        from gbpfd.demo.gpu_workload import run_on_gpu
-        return run_on_gpu(plane, config, progress)
+    from gbpfd.demo.gpu_workload import GpuKernels, run_on_gpu
+    kernels = GpuKernels(plane, config)  # loaded before the control kernel is resident
+    with plane:
+        return run_on_gpu(plane, config, kernels, progress)

@@ -7,7 +7,7 @@ stream, so the resident control kernel never blocks ordinary launches; a
 device-wide ``cuda.synchronize()`` would wait for it, so the plane's users
 synchronise streams instead.  Device memory is not freed while the
 control kernel is resident (``cuda.defer_cleanup``), and modules load
-eagerly (gbpfd.plane.gpu_probe sets ``CUDA_MODULE_LOADING=EAGER``): both a
+eagerly (gbpfd.plane.gpu_probe.load_modules_eagerly): both a
 free and a lazy module load can synchronise the whole context.
 """
 from __future__ import annotations
@@ -78,10 +78,24 @@ class CudaBackend:
 
     def start(self) -> None:
         from gbpfd.device.kernels_cuda import CONTROL_THREADS, control_kernel
+        self._load_worker_kernels()
         # cuMemFree synchronises the context, which would wait for the resident control kernel
         self._deferred = self.cuda.defer_cleanup()
         self._deferred.__enter__()
-        control_kernel[1, CONTROL_THREADS, self.control_stream](*self.device_args())
+        try:
+            control_kernel[1, CONTROL_THREADS, self.control_stream](*self.device_args())
+        except BaseException:
+            self._deferred.__exit__(None, None, None)
+            raise
+
+    def _load_worker_kernels(self) -> None:
+        """Load the plane's own worker-side kernels (paced_copy's) before the
+        control kernel is resident: loading a module waits for the GPU's work
+        to drain, which the control kernel never does."""
+        from gbpfd.device.admit_kernels import paced_copy_kernel
+        spare = self.cuda.device_array(1, np.int64)
+        args = (spare, spare, 0, spare, spare, 1)  # ctl, flat, tenant, dst, src, chunk words
+        paced_copy_kernel.compile(tuple(paced_copy_kernel.typeof_pyval(a) for a in args)).bind()
 
     def staged(self, hook: int, slot: int) -> None:
         """Copy an idle program slot to the device before the swap command."""

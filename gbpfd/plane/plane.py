@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gbpfd.bridge import layout as L
 from gbpfd.bridge.events import Event
-from gbpfd.bridge.ring import CommandRing, EventRing
+from gbpfd.bridge.ring import CommandRing, EventRing, RingFullError
 from gbpfd.device import state as S
 from gbpfd.errors import GbpfdError, LoadError
 from gbpfd.isa.program import Program
@@ -172,8 +172,12 @@ class Plane:
         self._command("quotas")
         self._backend.start()
         self._started = True
-        self._wait(lambda: self.arrays.host[L.HEADER.ready] == 1, "the control CTA to report ready")
-        self._wait(lambda: self._commands.pending() == 0, "the first quota snapshot to be adopted")
+        try:
+            self._wait(lambda: self.arrays.host[L.HEADER.ready] == 1, "the control CTA to report ready")
+            self._wait(lambda: self._commands.pending() == 0, "the first quota snapshot to be adopted")
+        except BaseException:
+            self.stop()  # a with block's __exit__ never runs when __enter__ raised: leave nothing resident
+            raise
         if not self.simulated and o.telemetry_period_s is not None:
             self._start_telemetry(o.telemetry_period_s)
         return self
@@ -207,9 +211,13 @@ class Plane:
         self._started = False
         if self._sampler is not None:
             self._sampler.stop()
-        self._command("stop")
-        stopped = self._backend.wait(lambda: self.arrays.host[L.HEADER.exit_reason] != 0,
-                                     self.options.ack_timeout_s)
+        try:
+            self._command("stop")
+        except RingFullError:  # the control CTA reads no commands: it has stalled
+            stopped = False
+        else:
+            stopped = self._backend.wait(lambda: self.arrays.host[L.HEADER.exit_reason] != 0,
+                                         self.options.ack_timeout_s)
         reason = "stop command" if stopped else "control CTA stalled: it did not acknowledge stop"
         self._backend.close(stopped)
         self._events.extend(self._event_ring.drain())
