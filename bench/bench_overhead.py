@@ -13,9 +13,10 @@ the whole kernel's time.  Variants, each timed ``reps`` times (medians):
   not use it;
 * ``gate``, ``persistent``: the kernel admitted by ``gbpfd.admit`` under
   ``admit_all`` (cta_admit) and the baseline tick.  The lone tenant's CTA
-  tokens cover the plane's CTA slots; a CTA beyond them (the kernel may be
-  resident in more CTAs than the plane has slots) takes the policy path and
-  is admitted there.  This is the admit-all policy the target names;
+  tokens cover the plane's CTA slots, which on a GPU are sized to the plain
+  kernel's occupancy (an upper bound on the admitted forms'); a CTA that
+  finds no token takes the policy path and is admitted there.  This is the
+  admit-all policy the target names;
 * ``gate_tokens``, ``persistent_tokens``: the same under a tick that leaves
   more tokens than CTAs can be resident, so every CTA enters with one
   atomic: the token path alone.
@@ -40,6 +41,8 @@ from gbpfd.policies.catalog import policy_path
 NAME = "overhead"
 TITLE = "a saturating kernel with no plane vs under the admit-all policy, gate and persistent-worker modes"
 BACKENDS = ("cuda", "sim")
+#: after the others: its admitted launches are the likeliest to wedge a GPU
+ORDER = 90
 PARAMS = {"reps": (21, 5), "gpu_ctas": (262_144, 262_144), "gpu_iters": (1024, 1024), "threads": (512, 512),
           "sim_reps": (3, 1), "sim_ctas": (20_000, 2_000), "sim_cta_us": (37, 37)}
 TARGETS = (
@@ -104,7 +107,7 @@ def _under_plane(run, plane, timed: dict, reps: int, warm_runs: int, settle) -> 
     for suffix, tick in PHASES:
         if tick:
             plane.load(program(tick), "tick")
-        for _ in range(warm_runs):  # on a GPU the first pass compiles the admitted kernels
+        for _ in range(warm_runs):
             for one in timed.values():
                 one()
         for i in range(reps):
@@ -167,11 +170,18 @@ def _timed_ms(cuda, stream, launch) -> float:
     return start.elapsed_time(end)
 
 
-def _check_plain_kernel(run, gw, cuda, sink, p: dict) -> None:
+def _plane_slots(run, gw, cuda, sink, p: dict) -> int:
+    """CTA slots for the plane: the plain kernel's occupancy on every SM but
+    the control CTA's.  The admitted forms use more registers, so no more of
+    them can be resident than this: the tokens cover every resident CTA, as
+    a plane sized for its workload would."""
     compiled = gw.fma_grid.compile(tuple(gw.fma_grid.typeof_pyval(a) for a in (sink, p["gpu_iters"])))
     sms = cuda.get_current_device().MULTIPROCESSOR_COUNT
+    per_sm = compiled.max_cooperative_grid_blocks(p["threads"]) // sms
     run.check("plain_regs_per_thread", int(compiled.regs_per_thread))
-    run.check("plain_ctas_per_sm", compiled.max_cooperative_grid_blocks(p["threads"]) // sms)
+    run.check("plain_ctas_per_sm", per_sm)
+    run.check("plane_cta_slots", per_sm * (sms - 1))
+    return per_sm * (sms - 1)
 
 
 def _measure_cuda(run) -> None:
@@ -181,6 +191,7 @@ def _measure_cuda(run) -> None:
     from gbpfd.admission import admit
     from gbpfd.bench.gpu_sync import settle
     from gbpfd.plane.backend_cuda import non_blocking_stream
+    from gbpfd.plane.options import PlaneOptions
     from gbpfd.plane.plane import Plane
     p = run.params
     ctas, threads, iters = p["gpu_ctas"], p["threads"], p["gpu_iters"]
@@ -197,13 +208,17 @@ def _measure_cuda(run) -> None:
     run.step("no plane: warming up")
     for _ in range(WARMUP_RUNS):
         _timed_ms(cuda, stream, plain)
-    _check_plain_kernel(run, gw, cuda, sink, p)
+    options = PlaneOptions(cta_slots=_plane_slots(run, gw, cuda, sink, p))
     run.step(f"no plane, {p['reps']} runs")
     before_plane = no_plane()
-    with cuda.defer_cleanup(), Plane(backend="cuda", quotas=ONE_TENANT) as plane:
+    plane = Plane(backend="cuda", quotas=ONE_TENANT, options=options)
+    gated = admit(plane, TENANT, mode="gate")(gw.fma_grid)
+    workers = admit(plane, TENANT, mode="persistent")(gw.fma_logical)
+    run.step("compiling the admitted kernels")
+    gated.preload(sink, iters)
+    workers.preload(sink, iters)
+    with cuda.defer_cleanup(), plane:
         run.check("device", plane._backend.describe())
-        gated = admit(plane, TENANT, mode="gate")(gw.fma_grid)
-        workers = admit(plane, TENANT, mode="persistent")(gw.fma_logical)
         launches = {"resident": plain, "gate": lambda: gated[ctas, threads, stream](sink, iters),
                     "persistent": lambda: workers[ctas, threads, stream](sink, iters)}
         timed = {v: lambda launch=launch: _timed_ms(cuda, stream, launch) for v, launch in launches.items()}

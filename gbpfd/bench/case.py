@@ -8,7 +8,10 @@ A case is one module in ``bench/`` that declares:
   it runs where the suite's backend is not in the list;
 * ``PARAMS``: ``{name: (full, quick)}`` sizes; ``--quick`` picks the second;
 * ``TARGETS``: the figures the issues set, as ``Target`` rows;
-* ``measure(run: CaseRun) -> None``, which reports through ``run``.
+* ``measure(run: CaseRun) -> None``, which reports through ``run``;
+* optionally ``ORDER`` (default 50): the suite runs cases by it, then by
+  name; a case whose failure could wedge the GPU runs late, so a hang
+  costs the others nothing.
 """
 from __future__ import annotations
 
@@ -99,6 +102,7 @@ class Case:
     params: dict
     targets: tuple
     module: ModuleType
+    order: int = 50
 
     @classmethod
     def from_module(cls, module: ModuleType) -> "Case":
@@ -113,7 +117,7 @@ class Case:
             if not (isinstance(sizes, tuple) and len(sizes) == 2):
                 raise ValueError(f"{where}: PARAMS[{key!r}] must be a (full, quick) pair, got {sizes!r}")
         return cls(module.NAME, module.TITLE, tuple(module.BACKENDS), dict(module.PARAMS), tuple(module.TARGETS),
-                   module)
+                   module, getattr(module, "ORDER", 50))
 
     def backend_for(self, backend: str) -> str | None:
         """Where this case runs when the suite runs on ``backend``: there, else

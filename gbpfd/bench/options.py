@@ -15,6 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not figures to keep")
     p.add_argument("--set", action="append", default=[], metavar="CASE.PARAM=VALUE", help="override one size")
     p.add_argument("--list", action="store_true", help="list the cases and their sizes, run nothing")
+    p.add_argument("--case-timeout", type=float, default=240.0, metavar="S",
+                   help="end the run (with tracebacks) when one case takes longer; the record so far is kept "
+                        "(default 240; 0: no limit)")
     p.add_argument("--json", action="store_true", help="print the record as JSON instead of the table")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--no-progress", action="store_true", help="draw no progress bar")

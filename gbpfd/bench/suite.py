@@ -9,6 +9,7 @@ one broken measurement must not cost the others on a 10-minute GPU call.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib.util
 import json
 import os
@@ -22,10 +23,9 @@ from gbpfd.bench.case import Case, CaseRun
 from gbpfd.bench.machine import REPO, machine, provenance
 from gbpfd.bench.options import add_arguments
 from gbpfd.bench.progress import Progress
+from gbpfd.plane.gpu_probe import load_modules_eagerly
 
-# Loading a kernel lazily may need a context synchronisation, which would wait for the
-# resident control kernel forever: every case's modules load eagerly (read when CUDA starts).
-os.environ.setdefault("CUDA_MODULE_LOADING", "EAGER")
+load_modules_eagerly()  # before any case can start the driver
 
 SCHEMA = 1
 SIM_LABEL = "SIMULATED: gbpfd's CPU model of a GPU running the real device code; not GPU figures"
@@ -54,14 +54,14 @@ def _import(path: Path):
 
 
 def discover(where: Path | None = None) -> dict[str, Case]:
-    """Every case in ``bench/bench_*.py``, by name, in file order."""
+    """Every case in ``bench/bench_*.py``, by name, in the order they run (``ORDER``, then name)."""
     cases = {}
     for path in sorted((where or bench_dir()).glob("bench_*.py")):
         case = Case.from_module(_import(path))
         if case.name in cases:
             raise ValueError(f"{path}: case name {case.name!r} is taken by {cases[case.name].module.__file__}")
         cases[case.name] = case
-    return cases
+    return {c.name: c for c in sorted(cases.values(), key=lambda c: (c.order, c.name))}
 
 
 def resolve_backend(backend: str) -> tuple[str, str]:
@@ -111,7 +111,13 @@ def run_case(case: Case, backend: str, params: dict, progress: Progress | None) 
 
 
 def run_suite(names: list[str], *, backend: str = "auto", quick: bool = False, sets: list[str] = (),
-              progress: bool = True, command: str = "gbpfd bench") -> dict:
+              progress: bool = True, command: str = "gbpfd bench", case_timeout_s: float = 0,
+              after_case=None) -> dict:
+    """Run the cases; ``after_case(record)`` is called as each starts and
+    ends (``gbpfd bench`` writes the record then), and past
+    ``case_timeout_s`` (0: no limit) a case ends the process with every
+    thread's traceback: a hang inside a driver call cannot be interrupted,
+    and the record written so far says which case it was."""
     cases = discover()
     unknown = [n for n in names if n not in cases]
     if unknown:
@@ -125,8 +131,19 @@ def run_suite(names: list[str], *, backend: str = "auto", quick: bool = False, s
               "simulated": where == "sim", "quick": quick, **provenance(), "machine": machine(where), "cases": {}}
     started = time.monotonic()
     for case in chosen:
-        entry = run_case(case, where, sized[case.name], bar)
+        record["cases"][case.name] = {"title": case.title, "status": "running",
+                                      "reason": "the run ended while this case ran: see the run's log"}
+        if after_case:
+            after_case(record)
+        if case_timeout_s:
+            faulthandler.dump_traceback_later(case_timeout_s, exit=True, file=sys.__stderr__)
+        try:
+            entry = run_case(case, where, sized[case.name], bar)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
         record["cases"][case.name] = entry
+        if after_case:
+            after_case(record)
         if bar:
             bar.case_done(case.name, entry["status"], entry.get("seconds", 0.0))
     record["seconds"] = round(time.monotonic() - started, 2)
@@ -183,7 +200,8 @@ def run_from_args(args, command: str) -> int:
         print(list_cases())
         return 0
     record = run_suite(args.names, backend=args.backend, quick=args.quick, sets=args.set,
-                       progress=not args.no_progress, command=command)
+                       progress=not args.no_progress, command=command, case_timeout_s=args.case_timeout,
+                       after_case=lambda partial: write_record(partial, args.out))
     path = write_record(record, args.out)
     plots = []
     if not args.no_plots:

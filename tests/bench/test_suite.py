@@ -4,6 +4,9 @@ runner keeps going past a broken case."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -126,3 +129,21 @@ def test_docs_benchmarks_lists_every_shipped_case_with_its_title():
     page = (suite.REPO / "docs" / "benchmarks.md").read_text()
     for case in suite.discover(suite.REPO / "bench").values():
         assert f"| `{case.name}` | {case.title} |" in page, case.name
+
+
+def test_a_case_past_its_time_limit_ends_the_run_and_the_record_says_which(tmp_path):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    (folder / "bench_first.py").write_text(
+        'NAME, TITLE, BACKENDS, PARAMS, TARGETS = "first", "done", ("sim",), {}, ()\n'
+        'def measure(run):\n    run.figure("x", 1, "ns", 1)\n')
+    (folder / "bench_stuck.py").write_text(
+        'NAME, TITLE, BACKENDS, PARAMS, TARGETS, ORDER = "stuck", "hangs", ("sim",), {}, (), 90\n'
+        'import time\ndef measure(run):\n    time.sleep(60)\n')
+    done = subprocess.run([sys.executable, "-m", "gbpfd", "bench", "--backend", "sim", "--no-plots", "--no-progress",
+                           "--case-timeout", "1", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "GBPFD_BENCH_DIR": str(folder)})
+    assert done.returncode != 0 and "Timeout" in done.stderr and "bench_stuck.py\", line 4 in measure" in done.stderr
+    record = json.loads(next((tmp_path / "out" / "sim").glob("*.json")).read_text())
+    assert list(record["cases"]) == ["first", "stuck"]
+    assert record["cases"]["first"]["status"] == "ok" and record["cases"]["stuck"]["status"] == "running"
