@@ -8,11 +8,15 @@ from pathlib import Path
 from gbpfd.bench.stats import CDF_LEVELS
 
 
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
 def _pyplot():
     try:
         import matplotlib
     except ImportError as err:
-        raise RuntimeError("the plots need matplotlib: pip install 'gbpfd[bench]' (or pass --no-plots)") from err
+        raise PlotsUnavailable("the plots need matplotlib: pip install 'gbpfd[bench]' (or pass --no-plots)") from err
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt

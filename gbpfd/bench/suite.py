@@ -205,8 +205,11 @@ def run_from_args(args, command: str) -> int:
     path = write_record(record, args.out)
     plots = []
     if not args.no_plots:
-        from gbpfd.bench.plots import draw_plots
-        plots = draw_plots(record, path.with_suffix(""))
+        from gbpfd.bench.plots import PlotsUnavailable, draw_plots
+        try:
+            plots = draw_plots(record, path.with_suffix(""))
+        except PlotsUnavailable as err:  # the record is what matters; say why there are no plots
+            print(f"plots: none drawn: {err}", file=sys.stderr)
     print(json.dumps(record) if args.json else format_table(record))
     print(f"record: {path}", file=sys.stderr)
     for p in plots:

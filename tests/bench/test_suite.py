@@ -147,3 +147,12 @@ def test_a_case_past_its_time_limit_ends_the_run_and_the_record_says_which(tmp_p
     record = json.loads(next((tmp_path / "out" / "sim").glob("*.json")).read_text())
     assert list(record["cases"]) == ["first", "stuck"]
     assert record["cases"]["first"]["status"] == "ok" and record["cases"]["stuck"]["status"] == "running"
+
+
+def test_without_matplotlib_the_record_is_still_written_and_the_reason_given(tiny_bench, tmp_path, capsys,
+                                                                             monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # importing it then raises ImportError
+    assert cli(["bench", "good", "--backend", "sim", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "plots: none drawn: the plots need matplotlib: pip install 'gbpfd[bench]' (or pass --no-plots)" in err
+    assert len(list((tmp_path / "sim").glob("*.json"))) == 1 and not list((tmp_path / "sim").glob("*.png"))
