@@ -26,7 +26,7 @@ REGION_DOCS = {
     "event_ring": _TOML["records"]["event"]["doc"],
     "snapshot": _TOML["snapshot"]["doc"],
     "demand": _TOML["demand"]["doc"],
-    "counters": RECORDS["counters"].doc,
+    "counters": f"the device's counters, mirrored once per tick period: a record per tenant slot, each {RECORDS['counters'].doc}",
     "histogram": L.HIST_DOC,
 }
 

@@ -31,7 +31,7 @@ typedef long long __s64;
 #define GBPFD_MAX_TENANTS 32
 #define GBPFD_MAP_ARRAY 1 /* policy state: read and write, initialised to zeros (or to the ELF section's bytes for .data/.rodata/.bss) */
 #define GBPFD_MAP_QUOTA 2 /* the host's quota snapshot, one quota record per tenant; read-only (a store or map_update_elem is a verifier error) */
-#define GBPFD_MAP_COUNTERS 3 /* per-tenant counters, one counters record per tenant; read directly, written only through counter_add (atomic on the device) */
+#define GBPFD_MAP_COUNTERS 3 /* per-tenant counters, one counters record per tenant; read directly, written only through counter_add */
 
 /* ---- quota record: one tenant's quota, as published by the host */
 struct gbpfd_quota {
@@ -222,7 +222,7 @@ static __s64 (*gbpfd_ktime_get_ns)(void) = (void *) 3;
 static __s64 (*gbpfd_quota_read)(__u64 arg1, __u64 arg2) = (void *) 4;
 /* returns its argument (for tests and the bpf_conformance protocol); the plane does not record it yet */
 static __s64 (*gbpfd_trace)(__u64 arg1) = (void *) 5;
-/* add arg3 to policy counter arg2 (0-7) of tenant arg1, atomically; returns 0, or -22 (EINVAL) for a tenant or counter out of range */
+/* add arg3 to policy counter arg2 (0-7) of tenant arg1 (a plain read-modify-write: tick and cta_admit run concurrently on a GPU and can lose one of two adds made at the same instant); returns 0, or -22 (EINVAL) for a tenant or counter out of range */
 static __s64 (*gbpfd_counter_add)(__u64 arg1, __u64 arg2, __u64 arg3) = (void *) 6;
 
 #endif /* GBPFD_H */
