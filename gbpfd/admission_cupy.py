@@ -73,6 +73,16 @@ class AdmittedRawKernel:
         self.tenant = tenant
         check_signature(self.name, getattr(kernel, "code", None))
 
+    def preload(self) -> None:
+        """Compile and load the kernel before the plane starts (a module loaded
+        while the control kernel is resident would wait for it forever; see
+        ``AdmittedKernel.preload``).  A ``cupy.RawKernel`` compiles lazily, so
+        this calls its ``compile()``; a function from a ``RawModule`` was loaded
+        with its module by ``get_function`` and needs nothing."""
+        compile_ = getattr(self.kernel, "compile", None)
+        if callable(compile_):
+            compile_()
+
     def __call__(self, grid, block, args, **launch):
         """Launch as ``RawKernel.__call__`` does (``shared_mem=`` and other
         keywords pass through), with the gate's arguments in front of ``args``."""

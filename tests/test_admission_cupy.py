@@ -122,6 +122,13 @@ def test_a_launch_on_a_plane_that_is_not_running_is_refused(log):
     assert log == []
 
 
+def test_preload_compiles_a_lazy_raw_kernel_and_takes_a_module_function_as_loaded(log):
+    lazy = type("RawKernel", (RawKernel,), {"compile": lambda self: self.log.append(("compile",))})
+    admit_raw(Plane(log), "train")(lazy(log)).preload()
+    admit_raw(Plane(log), "train")(RawKernel(log)).preload()   # no compile(): loaded with its RawModule
+    assert log == [("compile",)]
+
+
 def test_gbpfd_admit_hands_a_cupy_kernel_to_admit_raw(log):
     cupy_like = type("RawKernel", (RawKernel,), {"__module__": "cupy._core.raw"})
     wrapped = gbpfd.admit(Plane(log), tenant="train")(cupy_like(log))
