@@ -44,6 +44,13 @@ def admit(plane, tenant: str, *, mode: str = "gate", workers: int | None = None)
     return wrap
 
 
+def require_gpu_plane(plane, name: str) -> None:
+    """Refuse, by name, what only a plane on a GPU can do."""
+    if plane.simulated:
+        raise AdmitError(f"{name}: admitted kernels run on the GPU backend; this plane is on the simulated device "
+                         "(model the work with plane.device.launch(...))")
+
+
 def require_running(plane, name: str) -> None:
     if not plane.running:
         raise AdmitError(f"{name}: the plane is not running; launch inside its with block (or after start())")
@@ -89,9 +96,7 @@ class AdmittedKernel:
             config[0], config[1], 0, *args)
 
     def launch(self, grid, block, stream, *args):
-        if self.plane.simulated:
-            raise AdmitError(f"{self.name}: admitted kernels run on the GPU backend; this plane is on the simulated "
-                             "device (model the work with plane.device.launch(...))")
+        require_gpu_plane(self.plane, self.name)
         require_running(self.plane, self.name)
         self._check_count(args)
         d = self.plane.device
@@ -107,6 +112,7 @@ class AdmittedKernel:
         and load it on the GPU.  Call it before the plane starts: loading a
         module waits for the GPU's work to drain, and the control kernel never
         drains, so a launch whose kernel is not loaded yet is refused."""
+        require_gpu_plane(self.plane, f"{self.name}.preload")
         from numba import cuda
         self._check_count(args)
         spare = cuda.device_array(1, np.int64)
@@ -138,10 +144,21 @@ class AdmittedKernel:
                              "is resident would wait for it forever)")
 
     def _run_persistent(self, nblocks: int, block, stream, args):
+        taken = self.plane._backend.launch_words.take()
+        if taken is None:
+            raise AdmitError(f"{self.name}: {self.plane.options.persistent_launches} persistent launches are already "
+                             "running; raise PlaneOptions.persistent_launches (the words are made before the plane "
+                             "starts)")
+        next_block, i = taken
+        try:
+            return self._run_workers(nblocks, block, stream, args, next_block)
+        finally:
+            self.plane._backend.launch_words.give(i)
+
+    def _run_workers(self, nblocks: int, block, stream, args, next_block):
         from numba import cuda
         kernel = self._compiled()
         d = self.plane.device
-        next_block = cuda.to_device(np.zeros(1, np.int64), stream=stream)
         compiled = kernel.compile(self._argtypes((d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0),
                                                  args))
         # the control CTA's SM is not the workers': one SM's worth less

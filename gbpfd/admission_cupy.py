@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gbpfd.admission import MODES, AdmitError, require_running
+from gbpfd.admission import MODES, AdmitError, require_gpu_plane, require_running
 from gbpfd.resources import shared_file
 
 HEADER = "gbpfd_admit.cuh"
@@ -79,6 +79,7 @@ class AdmittedRawKernel:
         ``AdmittedKernel.preload``).  A ``cupy.RawKernel`` compiles lazily, so
         this calls its ``compile()``; a function from a ``RawModule`` was loaded
         with its module by ``get_function`` and needs nothing."""
+        require_gpu_plane(self.plane, f"{self.name}.preload")
         compile_ = getattr(self.kernel, "compile", None)
         if callable(compile_):
             compile_()
@@ -86,9 +87,7 @@ class AdmittedRawKernel:
     def __call__(self, grid, block, args, **launch):
         """Launch as ``RawKernel.__call__`` does (``shared_mem=`` and other
         keywords pass through), with the gate's arguments in front of ``args``."""
-        if self.plane.simulated:
-            raise AdmitError(f"{self.name}: admitted kernels run on the GPU backend; this plane is on the "
-                             "simulated device (model the work with plane.device.launch(...))")
+        require_gpu_plane(self.plane, self.name)
         require_running(self.plane, self.name)
         grid, block = launch_dims(self.name, "grid", grid), launch_dims(self.name, "block", block)
         if not isinstance(args, (tuple, list)):

@@ -176,6 +176,11 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="one JSON record per frame")
     cmd.add_argument("--idle", action="store_true", help="on the simulated device, run no demo workload")
     cmd.set_defaults(run=_cmd_top)
+
+    cmd = sub.add_parser("check", help="the first thing to run on a GPU: staged, bounded checks into check.jsonl")
+    from gbpfd.check.command import add_arguments as add_check_arguments, run as run_check
+    add_check_arguments(cmd)
+    cmd.set_defaults(run=run_check)
     return parser
 
 

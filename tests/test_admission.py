@@ -107,3 +107,42 @@ def test_persistent_preload_types_the_wrappers_own_arguments(log, monkeypatch):
     workers.preload(np.zeros(1, np.int64), 2000)
     # ctl, flat, tenant, next_block, nblocks, force, then the body's own (not 'block')
     assert log[0] == ("compile", ("ndarray", "ndarray", "int", "ndarray", "int", "int", "ndarray", "int"))
+
+
+def test_preload_on_a_simulated_plane_is_refused_by_name_before_numba_is_asked(log, monkeypatch):
+    import numba.cuda
+    monkeypatch.setattr(numba.cuda, "device_array", lambda *a, **k: pytest.fail("numba was asked"), raising=False)
+    plane = Plane(log)
+    plane.simulated = True
+    kernel = admit(plane, tenant="infer")(body)
+    with pytest.raises(AdmitError, match=r"^body\.preload: admitted kernels run on the GPU backend; this plane is on "
+                                         r"the simulated device \(model the work with plane\.device\.launch"):
+        kernel.preload(np.zeros(1, np.int64), 500)
+    assert log == []
+
+
+def test_preload_on_a_real_simulated_plane_under_the_cuda_simulator_is_refused_cleanly(monkeypatch):
+    import gbpfd
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "1")
+    monkeypatch.setattr("gbpfd.plane.gpu_probe.gpu_missing_reason",
+                        lambda: "NUMBA_ENABLE_CUDASIM=1 selects Numba's CUDA simulator")
+    with gbpfd.Plane(backend="auto") as plane:
+        kernel = admit(plane, tenant="infer")(body)
+        with pytest.raises(AdmitError, match=r"^body\.preload: admitted kernels run on the GPU backend"):
+            kernel.preload(np.zeros(1, np.int64), 500)
+
+
+def test_a_persistent_launch_with_every_launch_word_in_use_is_refused_naming_the_option(log, monkeypatch):
+    from types import SimpleNamespace
+
+    from gbpfd.plane.options import PlaneOptions
+    compiled = Compiled(log)
+    monkeypatch.setattr(AdmittedKernel, "_compiled", lambda self: compiled)
+    plane = Plane(log)
+    plane.options = PlaneOptions(persistent_launches=1)
+    plane._backend = SimpleNamespace(launch_words=SimpleNamespace(take=lambda: None))
+    workers = admit(plane, tenant="train", mode="persistent")(workers_body)
+    with pytest.raises(AdmitError, match=r"^workers_body: 1 persistent launches are already running; raise "
+                                         r"PlaneOptions\.persistent_launches"):
+        workers._run_persistent(8, 64, 0, (np.zeros(1, np.int64), 2000))
+    assert log == []

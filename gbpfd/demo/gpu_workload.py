@@ -20,17 +20,22 @@ from gbpfd.policies.catalog import baseline_programs
 
 BE_BLOCKS_PER_LAUNCH = 4096
 THREADS = 128
+GPU_WAIT_MARGIN_S = 60.0   # past the demo's length, a launch still not done has hung
 
 
 class GpuKernels:
     """The demo's admitted kernels, compiled and loaded for its argument
-    types: made before the plane starts (see ``AdmittedKernel.preload``)."""
+    types, and every device buffer and stream the workload uses: all made
+    before the plane starts (see ``AdmittedKernel.preload``), since loading
+    a module, and perhaps allocating, while the control kernel is resident
+    can wait for it forever."""
 
     def __init__(self, plane, cfg):
         from numba import cuda
 
         from gbpfd.admission import admit
         from gbpfd.demo import gpu_kernels
+        from gbpfd.plane.backend_cuda import non_blocking_stream
         marks = cuda.device_array(1, np.int64)
         self.be = {t.name: admit(plane, tenant=t.name, mode="persistent")(gpu_kernels.be_block)
                    for t in plane.quotas.tenants if not t.latency_critical}
@@ -38,37 +43,39 @@ class GpuKernels:
             kernel.preload(marks, cfg.be_block_us * 1000)
         self.lc = admit(plane, tenant=cfg.lc_tenant, mode="gate")(gpu_kernels.lc_cta)
         self.lc.preload(marks, cfg.lc_cta_us * 1000)
+        self.be_marks = {name: cuda.device_array(BE_BLOCKS_PER_LAUNCH, np.int64) for name in self.be}
+        self.lc_marks = cuda.device_array(cfg.lc_ctas, np.int64)
+        words = cfg.copy_bytes // 8
+        self.copy_src, self.copy_dst = cuda.device_array(words, np.int64), cuda.device_array(words, np.int64)
+        self.streams = {name: non_blocking_stream(cuda) for name in (*self.be, "copy", "lc")}
 
 
 def run_on_gpu(plane, cfg, kernels: GpuKernels, progress=None) -> dict:
-    from numba import cuda
-
     from gbpfd.admission import paced_copy
     from gbpfd.bridge.layout import HEADER
-    from gbpfd.plane.backend_cuda import non_blocking_stream
+    from gbpfd.plane.backend_cuda import wait_for_stream
 
     qs = plane.quotas
     end = time.monotonic() + cfg.seconds
+    bound_s = cfg.seconds + GPU_WAIT_MARGIN_S
     marks: list = []
     lock = threading.Lock()
 
     def be_loop(name: str) -> None:
-        kernel = kernels.be[name]
-        stream = non_blocking_stream(cuda)
+        kernel, m, stream = kernels.be[name], kernels.be_marks[name], kernels.streams[name]
+        zeros = np.zeros(BE_BLOCKS_PER_LAUNCH, np.int64)
         while time.monotonic() < end:
-            m = cuda.device_array(BE_BLOCKS_PER_LAUNCH, np.int64, stream=stream)
-            m.copy_to_device(np.zeros(BE_BLOCKS_PER_LAUNCH, np.int64), stream=stream)
+            m.copy_to_device(zeros, stream=stream)
             kernel[BE_BLOCKS_PER_LAUNCH, THREADS, stream](m, cfg.be_block_us * 1000)
             with lock:
                 marks.append(m.copy_to_host(stream=stream))
+            wait_for_stream(stream, bound_s, f"tenant {name}'s launch")
 
     def copy_loop() -> None:
-        stream = non_blocking_stream(cuda)
-        words = cfg.copy_bytes // 8
-        src, dst = cuda.device_array(words, np.int64), cuda.device_array(words, np.int64)
+        stream, src, dst = kernels.streams["copy"], kernels.copy_src, kernels.copy_dst
         while time.monotonic() < end:
             paced_copy(plane, dst, src, tenant=cfg.copy_tenant, chunk_bytes=cfg.copy_chunk, stream=stream)
-            stream.synchronize()
+            wait_for_stream(stream, bound_s, "a paced copy")
             copied[0] += cfg.copy_bytes
 
     copied = [0]
@@ -79,17 +86,17 @@ def run_on_gpu(plane, cfg, kernels: GpuKernels, progress=None) -> dict:
     for th in threads:
         th.start()
 
-    lc = kernels.lc
-    lc_stream = non_blocking_stream(cuda)
+    lc, m, lc_stream = kernels.lc, kernels.lc_marks, kernels.streams["lc"]
+    lc_zeros = np.zeros(cfg.lc_ctas, np.int64)
     lc_latency, swapped, start = [], [], time.monotonic()
     while time.monotonic() < end:
-        m = cuda.to_device(np.zeros(cfg.lc_ctas, np.int64), stream=lc_stream)
+        m.copy_to_device(lc_zeros, stream=lc_stream)
         t0 = time.perf_counter_ns()
         lc[cfg.lc_ctas, THREADS, lc_stream](m, cfg.lc_cta_us * 1000)
-        lc_stream.synchronize()
+        wait_for_stream(lc_stream, bound_s, "a latency-critical launch")
         lc_latency.append(time.perf_counter_ns() - t0)
         with lock:
-            marks.append(m.copy_to_host())
+            marks.append(m.copy_to_host(stream=lc_stream))
         if not swapped and time.monotonic() - start >= cfg.seconds / 2:
             swapped = [plane.load(p, h) for h, p in baseline_programs(cfg.swap_to).items() if h in SWAPPED_HOOKS]
         if progress:

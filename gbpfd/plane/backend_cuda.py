@@ -28,8 +28,11 @@ def non_blocking_stream(cuda, priority: int | None = None):
     """A stream that never waits for the legacy default stream (so never for the
     resident control kernel), of ``priority`` when given (CUDA's numbers: lower
     is more urgent).  numba-cuda's ``cuda.stream()`` takes neither, so the
-    driver makes it and numba wraps it."""
+    driver makes it and numba wraps it.  Safe from any thread: the driver call
+    needs a current context, which a new thread does not have until numba
+    binds the device's primary context to it."""
     from cuda.bindings import driver
+    cuda.current_context()
     flags = int(driver.CUstream_flags.CU_STREAM_NON_BLOCKING)
     if priority is None:
         err, handle = driver.cuStreamCreate(flags)
@@ -38,6 +41,39 @@ def non_blocking_stream(cuda, priority: int | None = None):
     if err != driver.CUresult.CUDA_SUCCESS:
         raise RuntimeError(f"cuStreamCreate(non-blocking, priority {priority}) failed: {err}")
     return cuda.external_stream(int(handle))
+
+
+def wait_for_stream(stream, timeout_s: float, what: str) -> None:
+    """Wait until the work on ``stream`` is done, at most ``timeout_s``
+    (``stream.synchronize()`` has no bound: a control kernel that never ends
+    would hold the caller forever)."""
+    deadline = time.monotonic() + timeout_s
+    while not stream.query():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not finish within {timeout_s} s")
+        time.sleep(POLL_S)
+
+
+class LaunchWords:
+    """Device words for persistent launches (each launch's next-block
+    counter), made before the plane starts: allocating while the control
+    kernel is resident may synchronise the context."""
+
+    def __init__(self, cuda, count: int):
+        self.words = cuda.to_device(np.zeros(count, np.int64))
+        self._free = list(range(count))
+
+    def take(self):
+        """One zeroed word (a one-element device array), or None when all are in use."""
+        if not self._free:
+            return None
+        i = self._free.pop()
+        word = self.words[i:i + 1]
+        word.copy_to_device(np.zeros(1, np.int64))
+        return word, i
+
+    def give(self, i: int) -> None:
+        self._free.append(i)
 
 
 class CudaBackend:
@@ -52,6 +88,7 @@ class CudaBackend:
         self.sms = dev.MULTIPROCESSOR_COUNT
         self.total_slots = options.cta_slots or (self.sms - 1) * options.slots_per_sm
         self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
+        self.ack_timeout_s = options.ack_timeout_s
         mapped = cuda.mapped_array(arrays.host.shape, np.int64)
         mapped[:] = arrays.host
         arrays.host = mapped  # the rings and the publisher bind to the mapped area from here on
@@ -59,6 +96,7 @@ class CudaBackend:
         self.copy_stream = non_blocking_stream(cuda)
         self.d = {name: cuda.to_device(getattr(arrays, name), stream=self.copy_stream)
                   for name in ("ctl", "code", "flat", "desc", "regs", "frames", "vmout")}
+        self.launch_words = LaunchWords(cuda, options.persistent_launches)
         self.copy_stream.synchronize()
         self._started_at = time.monotonic_ns()
         self._beat = (0, self._started_at)
@@ -77,7 +115,9 @@ class CudaBackend:
                 d["frames"], d["vmout"])
 
     def start(self) -> None:
+        from gbpfd.cuda_toolchain import cache_if_asked
         from gbpfd.device.kernels_cuda import CONTROL_THREADS, control_kernel
+        cache_if_asked(control_kernel)
         self._load_worker_kernels()
         # cuMemFree synchronises the context, which would wait for the resident control kernel
         self._deferred = self.cuda.defer_cleanup()
@@ -135,7 +175,7 @@ class CudaBackend:
 
     def close(self, stopped: bool) -> None:
         if stopped:
-            self.control_stream.synchronize()
+            wait_for_stream(self.control_stream, self.ack_timeout_s, "the control kernel, after it acknowledged stop,")
             self._deferred.__exit__(None, None, None)
             for name in ("ctl", "flat"):
                 self.d[name].copy_to_host(getattr(self.arrays, name))

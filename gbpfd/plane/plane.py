@@ -154,11 +154,12 @@ class Plane:
     def start(self) -> "Plane":
         if self._started:
             raise PlaneError("Plane.start: the plane is already running")
-        from gbpfd.policies.catalog import baseline_programs
+        from gbpfd.policies.catalog import available_baseline_form, baseline_programs
         o = self.options
+        self.baseline_form = available_baseline_form() if o.baseline_form == "auto" else o.baseline_form
         A.initialise(self.arrays, o.periods, wait_bound_ns=int(o.wait_bound_us * 1000),
                      active_window_ns=int(o.active_window_us * 1000), sample_every=o.sample_every)
-        for hook, program in baseline_programs(o.baseline_form).items():
+        for hook, program in baseline_programs(self.baseline_form).items():
             pid = next(self._ids)
             verdict = self._check(program, hook)
             A.install_baseline(self.arrays, hook, program, pid)
@@ -219,7 +220,10 @@ class Plane:
             stopped = self._backend.wait(lambda: self.arrays.host[L.HEADER.exit_reason] != 0,
                                          self.options.ack_timeout_s)
         reason = "stop command" if stopped else "control CTA stalled: it did not acknowledge stop"
-        self._backend.close(stopped)
+        try:
+            self._backend.close(stopped)
+        except TimeoutError as err:
+            reason = f"control CTA acknowledged stop, but {err}"
         self._events.extend(self._event_ring.drain())
         return reason
 

@@ -10,6 +10,7 @@ same (``tests/policies/test_baseline.py``).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 from gbpfd.isa.load import load_program
@@ -25,6 +26,13 @@ BASELINE_ASM = {
     "warp_throttle_tick": "baseline_warp.s",
 }
 BASELINE_FORMS = ("c", "asm")
+
+
+def available_baseline_form() -> str:
+    """``"c"`` where ELF objects can be read (pyelftools is installed), else
+    ``"asm"``: the two forms behave the same, and a GPU image without
+    pyelftools must still start the plane."""
+    return "c" if importlib.util.find_spec("elftools") is not None else "asm"
 
 
 def policy_path(name: str) -> Path:

@@ -119,6 +119,25 @@ def test_start_installs_the_baseline_in_every_baseline_hook(plane):
 def test_baseline_form_asm():
     with Plane(backend="sim", options=PlaneOptions(baseline_form="asm")) as plane:
         assert all(p.name.endswith("[asm]") for p in plane.programs().values())
+        assert plane.baseline_form == "asm"
+
+
+def test_without_pyelftools_the_plane_starts_on_the_assembler_baseline(monkeypatch):
+    import importlib.util
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "elftools" else real(name, *a))
+    import builtins
+    real_import = builtins.__import__
+
+    def no_elftools(name, *args, **kwargs):
+        if name.split(".")[0] == "elftools":
+            raise ModuleNotFoundError("No module named 'elftools'")
+        return real_import(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", no_elftools)
+    with Plane(backend="sim") as plane:
+        assert plane.baseline_form == "asm"
+        assert sorted(p.hook for p in plane.programs().values()) == sorted(BASELINE_HOOKS)
+        assert all(p.name.endswith("[asm]") for p in plane.programs().values())
 
 
 # ---------------------------------------------------------------- loading
@@ -267,7 +286,7 @@ def test_cta_slots_option_sets_total_slots():
     ("slots_per_sm", 1.5, "PlaneOptions.slots_per_sm must be a positive integer, got 1.5"),
     ("cta_slots", 0, "PlaneOptions.cta_slots must be a positive integer, got 0"),
     ("sample_every", -1, "PlaneOptions.sample_every must be an integer >= 0, got -1"),
-    ("baseline_form", "rust", "PlaneOptions.baseline_form must be 'c' or 'asm', got 'rust'"),
+    ("baseline_form", "rust", "PlaneOptions.baseline_form must be 'auto', 'c' or 'asm', got 'rust'"),
 ])
 def test_plane_options_are_checked(field, value, message):
     with pytest.raises(ValueError) as info:

@@ -1,7 +1,7 @@
 """The plane on a real GPU: start and stop, token and request admission,
-a faulting policy and its fallback, a live swap under load, a million
-admissions with none lost or doubled, persistent workers, and a kernel
-compiled while the plane runs.
+a faulting policy and its fallback, a live swap under load, persistent
+workers, a kernel not preloaded refused, and a million admissions with
+none lost or doubled.
 
 Every test needs a CUDA GPU (marked ``gpu``: skipped elsewhere, with the
 reason).  While the control kernel is resident, anything that makes CUDA
@@ -10,10 +10,9 @@ memory, and possibly allocating it or loading a module.  So the tests make
 their arrays and load their kernels' modules before the plane starts
 (``preload``: one launch on spare plane words, where every CTA bypasses at
 once), free nothing until it stops (``cuda.defer_cleanup``), and bound
-every wait for GPU work.  The last two tests take the risky paths the
-product takes (the persistent launcher allocates per launch; a kernel
-compiled while the plane runs loads its module then): if one of those
-blocks, the run stops there, after everything else has reported.
+every wait for GPU work.  A kernel not loaded before the plane started is
+refused at launch (loading its module then would wait for the control
+kernel).  The soak runs last: if it blocks, everything else has reported.
 
 Counters are read twice: from the device's own words (``flat``, exact once
 the workers' kernels are done) and from the copy the control CTA mirrors to
@@ -32,12 +31,13 @@ import pytest
 
 # A kernel loaded lazily may need a context synchronisation, which would wait for
 # the resident control kernel forever; CUDA reads this when it initialises.
-os.environ.setdefault("CUDA_MODULE_LOADING", "EAGER")
+os.environ["CUDA_MODULE_LOADING"] = "EAGER"
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
 cuda = pytest.importorskip("numba.cuda")
 
 import gbpfd  # noqa: E402
+from gbpfd.admission import AdmitError  # noqa: E402
 from gbpfd.bench.gpu_sync import settle
 from gbpfd.bench.policies import NO_TOKENS_TICK_ASM as NO_TOKENS_TICK  # noqa: E402
 from gbpfd.bridge.layout import HEADER  # noqa: E402
@@ -286,6 +286,37 @@ def test_live_swap_under_load_loses_and_doubles_no_admission():
     assert idle(words) == (0, 0, 0)
 
 
+def test_persistent_workers_run_every_logical_block_once():
+    nblocks, workers = 4096, 64
+    ran = cuda.to_device(np.zeros(nblocks, np.int64))
+    stream = cuda.stream()  # the launcher synchronises this stream, never the whole device
+    plane = new_plane()
+    kernel = gbpfd.admit(plane, TENANT, mode="persistent", workers=workers)(mark_block)
+    spare = cuda.to_device(np.zeros(1, np.int64))
+    preload(kernel, stream, spare, 0, 1, spare)       # no logical blocks: the worker leaves at once
+    with running(plane):
+        assert kernel[nblocks, THREADS, stream](ran) == nblocks
+        counters = settled_counters(plane)
+        words = tenant_words(plane)
+    assert (ran.copy_to_host() == 1).all()
+    assert counters["admitted"] + counters["bypassed"] >= nblocks   # plus one entry per worker that found none left
+    assert idle(words) == (0, 0, 0)
+
+
+def test_a_kernel_not_loaded_before_the_plane_started_is_refused_and_nothing_runs():
+    marks = cuda.to_device(np.zeros(1, np.int64))
+    stream = cuda.stream()
+    with running(new_plane()) as plane:
+        kernel = gbpfd.admit(plane, TENANT)(mark_cta)
+        before = plane.plane_stats()
+        with pytest.raises(AdmitError, match=r"^mark_cta: not loaded for arguments of types"):
+            kernel[1, THREADS, stream](marks, 0)    # loading its module now would wait for the control kernel
+        settle(plane)
+        after = plane.plane_stats()
+    assert marks.copy_to_host()[0] == 0
+    assert (after["fast_grants"], after["requests"]) == (before["fast_grants"], before["requests"])
+
+
 def test_soak_a_million_admissions_none_lost_or_doubled():
     launches, ctas = 100, 10_000
     marks = cuda.to_device(np.zeros(launches * ctas, np.int64))
@@ -320,33 +351,3 @@ def test_soak_a_million_admissions_none_lost_or_doubled():
     assert figures["by_token"] + figures["by_request"] >= delta["admitted"]
     assert idle(words) == (0, 0, 0)
     assert not health.stalled
-
-
-def test_persistent_workers_run_every_logical_block_once():
-    nblocks, workers = 4096, 64
-    ran = cuda.to_device(np.zeros(nblocks, np.int64))
-    stream = cuda.stream()  # the launcher synchronises this stream, never the whole device
-    plane = new_plane()
-    kernel = gbpfd.admit(plane, TENANT, mode="persistent", workers=workers)(mark_block)
-    spare = cuda.to_device(np.zeros(1, np.int64))
-    preload(kernel, stream, spare, 0, 1, spare)       # no logical blocks: the worker leaves at once
-    with running(plane):
-        assert kernel[nblocks, THREADS, stream](ran) == nblocks
-        counters = settled_counters(plane)
-        words = tenant_words(plane)
-    assert (ran.copy_to_host() == 1).all()
-    assert counters["admitted"] + counters["bypassed"] >= nblocks   # plus one entry per worker that found none left
-    assert idle(words) == (0, 0, 0)
-
-
-def test_a_kernel_compiled_while_the_plane_runs_is_admitted():
-    ctas = 64
-    marks = cuda.to_device(np.zeros(ctas, np.int64))
-    stream = cuda.stream()
-    with running(new_plane()) as plane:
-        kernel = gbpfd.admit(plane, TENANT)(mark_cta)     # compiled and its module loaded now
-        kernel[ctas, THREADS, stream](marks, 0)
-        finish(stream)
-        counters = settled_counters(plane)
-    assert (marks.copy_to_host() == 1).all()
-    assert (counters["admitted"], counters["bypassed"]) == (ctas, 0)

@@ -1,0 +1,58 @@
+"""The GPU backend's host-side parts that need no GPU: the persistent
+launches' device words, made before the plane starts and handed out
+without allocating; the bounded stream wait."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gbpfd.plane.backend_cuda import LaunchWords, wait_for_stream
+
+
+class FakeDeviceArray:
+    """Enough of a numba device array: slicing gives a view, copies write through."""
+
+    def __init__(self, host: np.ndarray):
+        self.host = host
+
+    def __getitem__(self, index):
+        return FakeDeviceArray(self.host[index])
+
+    def copy_to_device(self, values):
+        self.host[...] = values
+
+
+class FakeCuda:
+    allocations = 0
+
+    def to_device(self, values):
+        FakeCuda.allocations += 1
+        return FakeDeviceArray(values.copy())
+
+
+def test_launch_words_are_made_once_and_handed_out_zeroed_until_none_is_left():
+    cuda = FakeCuda()
+    words = LaunchWords(cuda, 2)
+    made = FakeCuda.allocations
+    (a, i), (b, j) = words.take(), words.take()
+    assert {i, j} == {0, 1} and words.take() is None
+    a.copy_to_device(np.array([7]))
+    words.give(i)
+    again, k = words.take()
+    assert k == i and again.host[0] == 0          # zeroed for its next launch
+    assert FakeCuda.allocations == made            # nothing allocated after the plane started
+
+
+class Stream:
+    def __init__(self, done_after: int):
+        self.polls, self.done_after = 0, done_after
+
+    def query(self) -> bool:
+        self.polls += 1
+        return self.polls > self.done_after
+
+
+def test_wait_for_stream_returns_when_done_and_names_what_did_not_finish():
+    wait_for_stream(Stream(3), 5.0, "the copy")
+    with pytest.raises(TimeoutError, match="^the control kernel did not finish within 0.01 s$"):
+        wait_for_stream(Stream(10 ** 9), 0.01, "the control kernel")
