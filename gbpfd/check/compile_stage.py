@@ -48,9 +48,9 @@ def _kernel_cost(name: str, build, ctx: StageContext) -> dict:
 
 def _loaded_cost(kernel, sig) -> dict:
     """What the driver says of the kernel compiled for the GPU present."""
-    compiled = kernel.compile(sig) if hasattr(kernel, "compile") else None
-    if compiled is None:
-        return {}
+    from gbpfd.cuda_toolchain import cache_if_asked
+    cache_if_asked(kernel)
+    compiled = kernel.compile(sig)
     return {"gpu_registers": compiled.get_regs_per_thread(), "gpu_local_bytes": compiled.get_local_mem_per_thread(),
             "max_blocks_per_sm_at_64_threads": compiled.max_cooperative_grid_blocks(64)
             // _sm_count()}

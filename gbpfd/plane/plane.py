@@ -2,6 +2,9 @@
 read counters, events and health."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import hashlib
 import itertools
 import os
 from dataclasses import dataclass
@@ -36,12 +39,20 @@ class VerifyError(LoadError):
 
 @dataclass(frozen=True)
 class LoadedProgram:
+    """A program held in one of a hook's slots (the baseline's, or one of the
+    two a live swap alternates between).  ``active``: the slot the control
+    CTA runs for the hook (as of the events drained so far: a fault's
+    fallback to the baseline clears it).  ``tag``: the first 16 hex digits of
+    the SHA-256 of its bytecode.  ``loaded_at``: UTC, to the second."""
     id: int
     hook: str
     slot: int
     name: str
     insns: int
     cost: int
+    tag: str = ""
+    loaded_at: str = ""
+    active: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,17 @@ def _as_program(program, section: str | None) -> Program:
     raise TypeError(f"Plane.load: program must be a Program, a path or bytes, got {type(program).__name__}")
 
 
+def _check_hook(hook) -> None:
+    if hook not in S.HOOK_NAMES:
+        raise LoadError(f"hook {hook!r} is not one of {', '.join(S.HOOK_NAMES)}")
+
+
+def _identity(program: Program) -> tuple[str, str]:
+    """(tag, loaded_at) of a program being loaded now."""
+    tag = hashlib.sha256(program.to_bytes()).hexdigest()[:16]
+    return tag, datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def choose_backend(backend: str) -> tuple[str, str]:
     """The backend to use and why."""
     if backend not in BACKENDS:
@@ -119,7 +141,8 @@ class Plane:
         self.arrays = A.allocate()
         self._ids = itertools.count(1)
         self._last_slot: dict[str, int] = {}
-        self._programs: dict[int, LoadedProgram] = {}
+        self._slots: dict[tuple[str, int], LoadedProgram] = {}   # (hook, slot) -> what that slot holds
+        self._active: dict[str, int] = {}                          # hook -> its active slot
         self._events: list[Event] = []
         self._backend = None
         self._sampler = None
@@ -163,8 +186,8 @@ class Plane:
             pid = next(self._ids)
             verdict = self._check(program, hook)
             A.install_baseline(self.arrays, hook, program, pid)
-            self._programs[pid] = LoadedProgram(pid, hook, S.BASELINE_SLOT, program.name, len(program.insns),
-                                                verdict.cost)
+            self._hold(LoadedProgram(pid, hook, S.BASELINE_SLOT, program.name, len(program.insns), verdict.cost,
+                                     *_identity(program)))
         self._backend = self._make_backend()
         self._commands = CommandRing(self.arrays.host)
         self._event_ring = EventRing(self.arrays.host)
@@ -224,7 +247,7 @@ class Plane:
             self._backend.close(stopped)
         except TimeoutError as err:
             reason = f"control CTA acknowledged stop, but {err}"
-        self._events.extend(self._event_ring.drain())
+        self._drain_events()
         return reason
 
     # ----------------------------------------------------------- loading
@@ -244,8 +267,7 @@ class Plane:
         hook = hook or program.hook
         if hook is None:
             raise LoadError(f"{program.name or 'program'}: no hook given and none declared; pass hook=")
-        if hook not in S.HOOK_NAMES:
-            raise LoadError(f"hook {hook!r} is not one of {', '.join(S.HOOK_NAMES)}")
+        _check_hook(hook)
         verdict = self._check(program, hook)
         slot = 1 - self._last_slot.get(hook, 1)
         ninsns = A.stage_program(self.arrays, hook, slot, program)
@@ -254,15 +276,23 @@ class Plane:
         seq = self._command("swap", hook=S.HOOK_NAMES.index(hook), slot=slot, program=pid, arg0=ninsns)
         self._await_event("swapped", seq, f"the swap of {program.name or 'program'} into {hook}")
         self._last_slot[hook] = slot
-        loaded = LoadedProgram(pid, hook, slot, program.name or "program", ninsns, verdict.cost)
-        self._programs[pid] = loaded
+        loaded = LoadedProgram(pid, hook, slot, program.name or "program", ninsns, verdict.cost,
+                               *_identity(program), active=True)
+        self._hold(loaded)
         return loaded
 
     def unload(self, hook: str) -> None:
-        """Return ``hook`` to the baseline policy (or to no program)."""
+        """Return ``hook`` to the baseline policy (or to no program); the
+        programs loaded into its swap slots are no longer listed."""
         self._require_running("unload")
+        _check_hook(hook)
         seq = self._command("unload", hook=S.HOOK_NAMES.index(hook))
         self._await_event("swapped", seq, f"unloading {hook}")
+        for slot in range(S.NPROG_SLOTS):
+            if slot != S.BASELINE_SLOT:
+                self._slots.pop((hook, slot), None)
+        self._last_slot.pop(hook, None)
+        self._activate(hook, S.BASELINE_SLOT)
 
     def set_quotas(self, quotas) -> int:
         """Validate and publish new quotas; returns the epoch the device adopted.
@@ -308,7 +338,7 @@ class Plane:
     def events(self) -> list[Event]:
         """Events since the last call (oldest first)."""
         if self._started:
-            self._events.extend(self._event_ring.drain())
+            self._drain_events()
         out, self._events = self._events, []
         return out
 
@@ -333,9 +363,33 @@ class Plane:
         self.arrays.host[L.REGION.demand + tenant] += 1
 
     def programs(self) -> dict[int, LoadedProgram]:
-        return dict(self._programs)
+        """What each hook's slots hold now, by program id, with the active one marked."""
+        if self._started:
+            self._drain_events()
+        return {p.id: dataclasses.replace(p, active=self._active.get(p.hook) == p.slot)
+                for p in sorted(self._slots.values(), key=lambda p: (S.HOOK_NAMES.index(p.hook), p.slot))}
 
     # ---------------------------------------------------------- plumbing
+    def _hold(self, program: LoadedProgram) -> None:
+        self._slots[(program.hook, program.slot)] = dataclasses.replace(program, active=False)
+        if program.active or program.slot == S.BASELINE_SLOT:
+            self._activate(program.hook, program.slot)
+
+    def _activate(self, hook: str, slot: int) -> None:
+        if (hook, slot) in self._slots:
+            self._active[hook] = slot
+        else:
+            self._active.pop(hook, None)
+
+    def _drain_events(self) -> list[Event]:
+        """Move the event ring's new events into the plane's list, noting fallbacks."""
+        new = self._event_ring.drain()
+        for e in new:
+            if e.kind == "fallback":
+                self._activate(S.HOOK_NAMES[e.hook], S.BASELINE_SLOT)
+        self._events.extend(new)
+        return new
+
     def _require_running(self, what: str) -> None:
         if not self._started:
             raise PlaneError(f"Plane.{what}: the plane is not running; call start() or use it in a with block")
@@ -354,9 +408,6 @@ class Plane:
         found = []
 
         def seen() -> bool:
-            for e in self._event_ring.drain():
-                self._events.append(e)
-                if e.kind == kind and e.args.get("seq") == seq:
-                    found.append(e)
+            found.extend(e for e in self._drain_events() if e.kind == kind and e.args.get("seq") == seq)
             return bool(found)
         self._wait(seen, what)

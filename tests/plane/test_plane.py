@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -154,7 +155,7 @@ def test_load_swaps_in_live_alternating_slots(plane):
     assert plane.load(DEFER_ALL).slot == 0
     swapped = [e for e in plane.events() if e.kind == "swapped"]
     assert [e.args["slot"] for e in swapped] == [0, 1, 0]
-    assert plane.programs()[second.id] == second
+    assert plane.programs()[second.id] == dataclasses.replace(second, active=False)   # swapped out, still held
 
 
 def test_a_rejected_program_changes_nothing(plane):
@@ -348,3 +349,43 @@ def test_loaded_program_records(plane):
     assert isinstance(loaded, LoadedProgram)
     assert loaded == plane.programs()[loaded.id]
     assert loaded.id not in (p.id for p in plane.programs().values() if p.slot == S.BASELINE_SLOT)
+
+
+def test_unload_of_an_unknown_hook_is_refused_naming_the_hooks(plane):
+    with pytest.raises(LoadError, match=r"^hook 'cta_admitt' is not one of tick, cta_admit, "):
+        plane.unload("cta_admitt")
+    assert active_slot(plane) == S.BASELINE_SLOT
+
+
+def test_programs_says_what_each_slot_holds_and_which_is_active(plane):
+    def listing():
+        return [(p.hook, p.slot, p.name, p.active) for p in plane.programs().values() if p.hook == "cta_admit"]
+    baseline = listing()
+    assert len(baseline) == 1 and baseline[0][1] == S.BASELINE_SLOT and baseline[0][3] is True
+    plane.load(DEFER_ALL)
+    plane.load(ADMIT_ALL)
+    held = {p.slot: (p.name, p.active) for p in plane.programs().values() if p.hook == "cta_admit"}
+    assert held == {S.BASELINE_SLOT: (baseline[0][2], False), 0: ("defer_all", False), 1: ("admit_all", True)}
+    third = plane.load(DEFER_ALL)                      # back into slot 0: it replaces the first defer_all
+    held = {p.slot: (p.id, p.active) for p in plane.programs().values() if p.hook == "cta_admit"}
+    assert held[0] == (third.id, True) and held[1][1] is False and len(held) == 3
+    plane.unload("cta_admit")
+    assert listing() == [(*baseline[0][:3], True)]
+
+
+def test_a_fallback_after_a_fault_marks_the_baseline_active_again(plane, monkeypatch):
+    # let a program the verifier refuses through, to see the device's own guard
+    monkeypatch.setattr(plane, "_check", lambda program, hook: SimpleNamespace(accepted=True, log=[], cost=0))
+    faulty = plane.load(OUT_OF_BOUNDS)
+    assert plane.programs()[faulty.id].active
+    decide(plane, "train")
+    programs = plane.programs()
+    assert not programs[faulty.id].active
+    assert [p.slot for p in programs.values() if p.hook == "cta_admit" and p.active] == [S.BASELINE_SLOT]
+
+
+def test_a_loaded_program_has_a_tag_of_its_bytes_and_a_load_time(plane):
+    import hashlib
+    loaded = plane.load(ADMIT_ALL)
+    assert loaded.tag == hashlib.sha256(ADMIT_ALL.to_bytes()).hexdigest()[:16]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", loaded.loaded_at)
