@@ -4,6 +4,7 @@ suite and the demo."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +19,12 @@ GPU_TEST_FILES = ("tests/plane/test_plane_gpu.py", "tests/test_admission_cupy.py
 PER_TEST_TIMEOUT_S = 90
 
 
-def _run(ctx: StageContext, argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run(ctx: StageContext, argv: list[str], cwd: Path | None = None, env: dict | None = None) \
+        -> subprocess.CompletedProcess:
     """Run ``argv``; its output is the stage's output (and so its record's tail)."""
     print("$ " + " ".join(argv), flush=True)
     done = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+                          text=True, env={**os.environ, **(env or {})})
     sys.stdout.write(done.stdout)
     ctx.figure("exit_code", done.returncode, "")
     return done
@@ -45,7 +47,7 @@ def gpu_tests(ctx: StageContext) -> None:
         argv += [f"--timeout={PER_TEST_TIMEOUT_S}", "--timeout-method=signal"]
     else:
         ctx.note("pytest-timeout is not installed: tests are bounded only by the stage")
-    done = _run(ctx, argv, cwd=REPO)
+    done = _run(ctx, argv, cwd=REPO, env={"GBPFD_RESULTS_DIR": str(ctx.out)})   # the soak writes soak.json
     summary = [line for line in done.stdout.splitlines() if line.startswith("=") and " in " in line]
     ctx.figure("summary", summary[-1].strip("= ") if summary else None, "")
     if done.returncode != 0:
