@@ -56,3 +56,31 @@ def test_wait_for_stream_returns_when_done_and_names_what_did_not_finish():
     wait_for_stream(Stream(3), 5.0, "the copy")
     with pytest.raises(TimeoutError, match="^the control kernel did not finish within 0.01 s$"):
         wait_for_stream(Stream(10 ** 9), 0.01, "the control kernel")
+
+
+def test_a_non_blocking_stream_binds_the_threads_context_before_the_driver_call(monkeypatch):
+    pytest.importorskip("cuda.bindings", reason="cuda-bindings is not installed")
+    import threading
+
+    from cuda.bindings import driver
+
+    from gbpfd.plane.backend_cuda import non_blocking_stream
+    calls = []
+
+    class Cuda:
+        def current_context(self):
+            calls.append(("context", threading.get_ident()))
+
+        def external_stream(self, handle):
+            return ("stream", handle)
+
+    def create(flags):
+        calls.append(("create", threading.get_ident()))
+        return driver.CUresult.CUDA_SUCCESS, 1234
+    monkeypatch.setattr(driver, "cuStreamCreate", create)
+    made = []
+    worker = threading.Thread(target=lambda: made.append(non_blocking_stream(Cuda())))
+    worker.start()
+    worker.join()
+    assert made == [("stream", 1234)]
+    assert [c[0] for c in calls] == ["context", "create"] and calls[0][1] == calls[1][1] != threading.get_ident()
