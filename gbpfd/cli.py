@@ -181,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     from gbpfd.check.command import add_arguments as add_check_arguments, run as run_check
     add_check_arguments(cmd)
     cmd.set_defaults(run=run_check)
+
+    from gbpfd.service.commands import add_parsers as add_service_parsers
+    add_service_parsers(sub)
     return parser
 
 

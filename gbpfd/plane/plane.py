@@ -143,6 +143,7 @@ class Plane:
         self._last_slot: dict[str, int] = {}
         self._slots: dict[tuple[str, int], LoadedProgram] = {}   # (hook, slot) -> what that slot holds
         self._active: dict[str, int] = {}                          # hook -> its active slot
+        self._code: dict[tuple[str, int], Program] = {}            # (hook, slot) -> the program as verified
         self._events: list[Event] = []
         self._backend = None
         self._sampler = None
@@ -187,7 +188,7 @@ class Plane:
             verdict = self._check(program, hook)
             A.install_baseline(self.arrays, hook, program, pid)
             self._hold(LoadedProgram(pid, hook, S.BASELINE_SLOT, program.name, len(program.insns), verdict.cost,
-                                     *_identity(program)))
+                                     *_identity(program)), program)
         self._backend = self._make_backend()
         self._commands = CommandRing(self.arrays.host)
         self._event_ring = EventRing(self.arrays.host)
@@ -278,7 +279,7 @@ class Plane:
         self._last_slot[hook] = slot
         loaded = LoadedProgram(pid, hook, slot, program.name or "program", ninsns, verdict.cost,
                                *_identity(program), active=True)
-        self._hold(loaded)
+        self._hold(loaded, program)
         return loaded
 
     def unload(self, hook: str) -> None:
@@ -291,6 +292,7 @@ class Plane:
         for slot in range(S.NPROG_SLOTS):
             if slot != S.BASELINE_SLOT:
                 self._slots.pop((hook, slot), None)
+                self._code.pop((hook, slot), None)
         self._last_slot.pop(hook, None)
         self._activate(hook, S.BASELINE_SLOT)
 
@@ -369,9 +371,18 @@ class Plane:
         return {p.id: dataclasses.replace(p, active=self._active.get(p.hook) == p.slot)
                 for p in sorted(self._slots.values(), key=lambda p: (S.HOOK_NAMES.index(p.hook), p.slot))}
 
+    def program_code(self, program_id: int) -> Program:
+        """The program (as verified and staged) that ``programs()`` lists under ``program_id``."""
+        for key, held in self._slots.items():
+            if held.id == program_id:
+                return self._code[key]
+        raise PlaneError(f"no program {program_id} is loaded; Plane.programs() lists "
+                         f"{', '.join(str(p.id) for p in self._slots.values()) or 'none'}")
+
     # ---------------------------------------------------------- plumbing
-    def _hold(self, program: LoadedProgram) -> None:
+    def _hold(self, program: LoadedProgram, code: Program) -> None:
         self._slots[(program.hook, program.slot)] = dataclasses.replace(program, active=False)
+        self._code[(program.hook, program.slot)] = code
         if program.active or program.slot == S.BASELINE_SLOT:
             self._activate(program.hook, program.slot)
 

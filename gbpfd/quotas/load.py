@@ -12,14 +12,16 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
 
 from gbpfd.errors import InputError
+from gbpfd.quotas.access import Access, parse_access
 from gbpfd.quotas.schema import FIELD_BY_NAME, FIELDS, MAX_TENANTS, MIN_TENANTS, NAME, FieldSpec
 
 DICT_SOURCE = "<dict>"
+TOP_LEVEL_KEYS = ("tenants", "access")
 
 
 class QuotaError(InputError):
@@ -60,6 +62,7 @@ def attribute_name(field_name: str) -> str:
 class QuotaSet:
     tenants: tuple[Tenant, ...]  # file order: position = tenant index
     source: str                  # the file it came from, or "<dict>"
+    access: Access = field(default_factory=Access, compare=False)   # the [access] table (gbpfd serve)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -90,10 +93,14 @@ def load_quotas(source: str | os.PathLike | Mapping | QuotaSet) -> QuotaSet:
         return _check_document(source, _Checker(DICT_SOURCE, _KeyLines("")))
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        text = _read_text(path)
-        return _check_document(_parse_toml(text, path), _Checker(path, _KeyLines(text)))
+        return load_quotas_text(_read_text(path), path)
     raise TypeError(f"load_quotas: expected a quota file path, a dict or a QuotaSet, got "
                     f"{type(source).__name__} {source!r}")
+
+
+def load_quotas_text(text: str, path: str) -> QuotaSet:
+    """Quota-file text that came from ``path`` (named in every error)."""
+    return _check_document(_parse_toml(text, path), _Checker(path, _KeyLines(text)))
 
 
 def _read_text(path: str) -> str:
@@ -185,9 +192,9 @@ class _Checker:
 
 def _check_document(data: Mapping, check: _Checker) -> QuotaSet:
     for key in data:
-        if key != "tenants":
-            raise check.error(f"unknown top-level key {key!r}{_did_you_mean(key, ['tenants'])}; "
-                              f"a quota file holds [tenants.NAME] tables", key)
+        if key not in TOP_LEVEL_KEYS:
+            raise check.error(f"unknown top-level key {key!r}{_did_you_mean(key, TOP_LEVEL_KEYS)}; "
+                              f"a quota file holds [tenants.NAME] tables (and an optional [access] table)", key)
     tenants = data.get("tenants", {})
     if not isinstance(tenants, Mapping):
         raise check.error(f"'tenants' must be a table of [tenants.NAME] tables, got {_describe(tenants)}",
@@ -198,7 +205,9 @@ def _check_document(data: Mapping, check: _Checker) -> QuotaSet:
         first_over = list(tenants)[MAX_TENANTS]
         raise check.error(f"too many tenants: {len(tenants)}, at most {MAX_TENANTS} are allowed "
                           f"(tenant {first_over!r} is number {MAX_TENANTS + 1})", "tenants", first_over)
-    return QuotaSet(tuple(_check_tenant(name, body, check) for name, body in tenants.items()), check.source)
+    checked = tuple(_check_tenant(name, body, check) for name, body in tenants.items())
+    access = parse_access(data.get("access"), tuple(t.name for t in checked), check.error)
+    return QuotaSet(checked, check.source, access)
 
 
 def _check_tenant(name, body, check: _Checker) -> Tenant:

@@ -64,6 +64,7 @@ class _Kernel:
     live_workers: int = 0
     on_done: object = None
     serial: int = field(default_factory=lambda: next(_SERIALS))
+    cancelled: bool = False    # its process went away: no block starts any more
 
 
 @dataclass
@@ -109,6 +110,7 @@ class SimDevice:
         self._posted: list = []       # (visible_ns, slot, continuation)
         self._free_slots = gpu.num_sms * gpu.slots_per_sm
         self._dispatch_queue: list = []  # heap of (priority, order, kernel): one entry per waiting CTA
+        self._unfinished: dict = {}      # id(KernelRun) -> its kernel, until it is done
         self.running = False
         self.stalled = False
         self.stats = Stats()
@@ -277,10 +279,30 @@ class SimDevice:
             self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
         k = _Kernel(run, block_ns, (workers or self.gpu.worker_slots) if mode == "persistent" else blocks,
                     priority=priority, on_done=on_done)
+        self._unfinished[id(run)] = k
         self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
         return run
 
+    def cancel(self, run: KernelRun) -> bool:
+        """End a launch whose process went away, as the driver tears down a
+        dead context's work: no block of it starts any more, the blocks
+        already running finish, and its waiting CTAs leave their places.
+        False when it had already finished."""
+        k = self._unfinished.get(id(run))
+        if k is None:
+            return False
+        k.cancelled = True
+        waiting = [entry for entry in self._dispatch_queue if entry[2] is k]
+        self._dispatch_queue = [entry for entry in self._dispatch_queue if entry[2] is not k]
+        heapq.heapify(self._dispatch_queue)
+        k.live_workers -= len(waiting)
+        self._finish_if_done(k)
+        return True
+
     def _enqueue_launch(self, k: _Kernel) -> None:
+        if k.cancelled:
+            self._finish_if_done(k)
+            return
         n = k.workers if k.run.mode == "persistent" else k.run.blocks - k.next_block
         for _ in range(n):
             k.live_workers += 1
@@ -288,6 +310,9 @@ class SimDevice:
         self._dispatch()
 
     def _enter(self, k: _Kernel, started: int) -> None:
+        if k.cancelled:
+            self._worker_exit(k)
+            return
         t = k.run.tenant
         if self.dev.try_token(self.a.ctl, self.a.flat, t, self.now):
             self._body(k, S.ENTER_TOKEN)
@@ -340,14 +365,22 @@ class SimDevice:
     def _worker_exit(self, k: _Kernel) -> None:
         k.live_workers -= 1
         self._release_slot()
-        if k.run.blocks_done == k.run.blocks and k.live_workers == 0 and k.run.done_ns is None:
-            k.run.done_ns = self.now
-            if k.on_done:
-                k.on_done(k.run)
-        elif k.run.mode == "persistent" and k.live_workers == 0 and k.next_block < k.run.blocks:
+        if self._finish_if_done(k):
+            return
+        if k.run.mode == "persistent" and k.live_workers == 0 and k.next_block < k.run.blocks:
             # every worker was denied: the host launches the rest again (the launcher's loop)
             self.stats.relaunches += 1
             self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
+
+    def _finish_if_done(self, k: _Kernel) -> bool:
+        """Mark the launch done once its last worker has left (all its blocks run, or it was cancelled)."""
+        if k.live_workers or k.run.done_ns is not None or not (k.cancelled or k.run.blocks_done == k.run.blocks):
+            return False
+        k.run.done_ns = self.now
+        self._unfinished.pop(id(k.run), None)
+        if k.on_done:
+            k.on_done(k.run)
+        return True
 
     # -------------------------------------------------------- paced copy
     def copy(self, tenant: int, nbytes: int, *, chunk: int, on_done=None) -> CopyRun:

@@ -389,3 +389,10 @@ def test_a_loaded_program_has_a_tag_of_its_bytes_and_a_load_time(plane):
     loaded = plane.load(ADMIT_ALL)
     assert loaded.tag == hashlib.sha256(ADMIT_ALL.to_bytes()).hexdigest()[:16]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", loaded.loaded_at)
+
+
+def test_program_code_returns_what_was_loaded_and_names_the_ids_it_knows(plane):
+    loaded = plane.load(ADMIT_ALL)
+    assert plane.program_code(loaded.id).to_bytes() == ADMIT_ALL.to_bytes()
+    with pytest.raises(PlaneError, match=r"^no program 999 is loaded; Plane.programs\(\) lists \d"):
+        plane.program_code(999)

@@ -60,7 +60,8 @@ ERRORS = [
     ("unknown field, far", TRAIN + "max_ctas = 4\ncolour = 2\n",
      "bad.toml:4: tenant 'train': unknown field 'colour'"),
     ("unknown top-level key", 'tenant = 1\n' + TRAIN + "max_ctas = 4\n",
-     "bad.toml:1: unknown top-level key 'tenant' (did you mean 'tenants'?); a quota file holds [tenants.NAME] tables"),
+     "bad.toml:1: unknown top-level key 'tenant' (did you mean 'tenants'?); a quota file holds [tenants.NAME] "
+     "tables (and an optional [access] table)"),
     ("bad class", '[tenants.train]\nclass = "latency_critical"\nmax_ctas = 4\n',
      "bad.toml:2: tenant 'train': field 'class': 'latency_critical' is not 'best-effort' or 'latency-critical' "
      "(did you mean 'latency-critical'?)"),
