@@ -2,7 +2,8 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Plane", "PlaneOptions", "Periods", "admit", "admit_raw", "paced_copy", "warp_gate", "load_quotas"]
+__all__ = ["Plane", "PlaneOptions", "Periods", "admit", "admit_raw", "paced_copy", "warp_gate", "load_quotas",
+           "attach"]
 
 
 def __getattr__(name: str):
@@ -25,6 +26,9 @@ def __getattr__(name: str):
     if name == "warp_gate":
         from gbpfd.device.admit_kernels import warp_gate
         return warp_gate
+    if name == "attach":
+        from gbpfd.service.client import attach
+        return attach
     if name == "load_quotas":
         from gbpfd.quotas.load import load_quotas
         return load_quotas

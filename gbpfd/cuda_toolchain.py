@@ -43,6 +43,7 @@ INJECTION_VARIABLES = ("CUDA_INJECTION64_PATH", "NV_COMPUTE_SANITIZER_PATH")
 #: set (to 1) by ``gbpfd check`` with a fresh NUMBA_CACHE_DIR, so that its
 #: stages, each a process of its own, compile the control kernel once
 KERNEL_CACHE_ENV = "GBPFD_KERNEL_CACHE"
+MPS_PIPE = "/tmp/nvidia-mps"   # nvidia-cuda-mps-control's default pipe folder
 
 
 class ToolchainError(RuntimeError):
@@ -97,6 +98,12 @@ def cache_if_asked(kernel) -> None:
     from other files, so a long-lived cache could outlive their sources."""
     if os.environ.get(KERNEL_CACHE_ENV) == "1" and os.environ.get("NUMBA_CACHE_DIR"):
         kernel.enable_caching()
+
+
+def mps_running() -> bool:
+    """Whether the CUDA MPS control daemon's pipe folder exists (kernels of
+    several processes run concurrently only under MPS)."""
+    return os.path.isdir(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPE))
 
 
 def injected_tool() -> str | None:

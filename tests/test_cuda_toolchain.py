@@ -126,3 +126,10 @@ def test_the_gpu_backend_refuses_to_run_under_an_injected_tool(monkeypatch):
             "standalone kernels, not the plane")
     finally:
         gpu_probe.gpu_missing_reason.cache_clear()
+
+
+def test_mps_is_seen_by_its_pipe_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path / "absent"))
+    assert not T.mps_running()
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", str(tmp_path))
+    assert T.mps_running()

@@ -4,7 +4,6 @@ what the driver (or, with no GPU, ptxas) accepts, an injected profiler or
 sanitizer; on a GPU also the device, driver, clocks, NVML and MPS."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from importlib import metadata
@@ -15,7 +14,6 @@ from gbpfd.check.stage import StageContext
 
 PACKAGES = ("numpy", "numba", "numba-cuda", "cupy-cuda13x", "cupy-cuda12x", "cuda-bindings", "cuda-core",
             "cuda-python", "nvidia-ml-py", "pyelftools", "pytest", "pytest-timeout", "hypothesis", "matplotlib")
-MPS_PIPE = "/tmp/nvidia-mps"
 
 
 def _versions(ctx: StageContext) -> None:
@@ -63,7 +61,7 @@ def _gpu(ctx: StageContext) -> None:
     from gbpfd.bench.machine import gpu_facts
     for key, value in gpu_facts().items():
         ctx.figure(key, value, "")
-    ctx.figure("mps_daemon", os.path.exists(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", MPS_PIPE)), "present")
+    ctx.figure("mps_daemon", T.mps_running(), "present")
     try:
         import pynvml
         pynvml.nvmlInit()

@@ -16,19 +16,34 @@ REPLY_TIMEOUT_S = 30.0
 
 
 class Client:
-    def __init__(self, path: str | None = None, *, timeout_s: float = REPLY_TIMEOUT_S):
+    """``wait_s``: how long to keep trying to connect (a daemon just started
+    takes a few seconds to serve); 0 tries once."""
+
+    def __init__(self, path: str | None = None, *, timeout_s: float = REPLY_TIMEOUT_S, wait_s: float = 0.0):
         self.path = path or P.default_socket()
         self._ids = itertools.count(1)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(CONNECT_TIMEOUT_S)
-        try:
-            self.sock.connect(self.path)
-        except OSError as err:
-            self.sock.close()
-            raise P.ServiceError(f"cannot reach a gbpfd daemon at {self.path}: {err.strerror or err}; start one "
-                                 "with 'gbpfd serve' (or name its socket with --socket / $GBPFD_SOCKET)",
-                                 "unreachable") from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.sock = self._connect()
+                break
+            except OSError as err:
+                if time.monotonic() >= deadline:
+                    raise P.ServiceError(f"cannot reach a gbpfd daemon at {self.path}: {err.strerror or err}; "
+                                         "start one with 'gbpfd serve' (or name its socket with --socket / "
+                                         "$GBPFD_SOCKET)", "unreachable") from None
+                time.sleep(0.05)
         self.sock.settimeout(timeout_s)
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT_S)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def call(self, op: str, **args):
         mid = next(self._ids)
@@ -103,6 +118,6 @@ class Tenant:
         self.detach()
 
 
-def attach(tenant: str, *, socket_path: str | None = None) -> Tenant:
+def attach(tenant: str, *, socket_path: str | None = None, wait_s: float = 0.0) -> Tenant:
     """``gbpfd.attach(tenant="train")``: this process becomes a client of the daemon as ``tenant``."""
-    return Tenant(Client(socket_path), tenant)
+    return Tenant(Client(socket_path, wait_s=wait_s), tenant)

@@ -95,12 +95,18 @@ def _client(args):
     return Client(args.socket)
 
 
+@reported
 def run_serve(args) -> int:
+    from gbpfd.cuda_toolchain import mps_running
     from gbpfd.demo.run import demo_quotas_path
     from gbpfd.plane.plane import Plane
     from gbpfd.service.daemon import Daemon
     from gbpfd.service.protocol import default_socket
     plane = Plane(args.backend, quotas=args.quotas or demo_quotas_path())
+    if not plane.simulated and not mps_running():
+        raise ServiceError("kernels of other processes run beside the plane's control kernel only under CUDA MPS, "
+                           "and no MPS daemon runs: start it with 'nvidia-cuda-mps-control -d' (as the GPU's "
+                           "owner), then gbpfd serve", "no_mps")
     plane.start()
     try:
         for path in args.policy:

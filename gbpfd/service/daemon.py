@@ -33,6 +33,7 @@ class Daemon:
         self.ops = Operations(plane, owner_uid=os.getuid(), log=self.say, events=self.events)
         self.signal: int | None = None
         self._last_counters: dict = {}
+        self._last_device_ns = 0
 
     def say(self, line: str) -> None:
         print(f"gbpfd serve: {line}", file=self.out, flush=True)
@@ -41,8 +42,12 @@ class Daemon:
     def serve(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
-        server = Server(self.socket_path, self._handle, self.ops.release, group=self.plane.quotas.access.socket_gid,
-                        idle_s=self.idle_s, log=self.say)
+        try:
+            server = Server(self.socket_path, self._handle, self.ops.release,
+                            group=self.plane.quotas.access.socket_gid, idle_s=self.idle_s, log=self.say)
+        except BaseException:
+            self.plane.stop()   # nothing serves it: leave nothing resident
+            raise
         self.say(f"serving {self.socket_path} (protocol {P.VERSION}); backend {self.plane.backend_name} "
                  f"({self.plane.backend_reason}); tenants {', '.join(self.plane.quotas.names)}")
         try:
@@ -74,7 +79,7 @@ class Daemon:
             if health.stalled:
                 return f"control CTA stalled (heartbeat age {health.heartbeat_age_ns} ns)"
             if now >= next_stats:
-                self.say(self.stats_line(health, self.stats_every_s))
+                self.say(self.stats_line(health))
                 next_stats = now + self.stats_every_s
         return None
 
@@ -100,9 +105,13 @@ class Daemon:
                          f"{e.args.get('from_program')} -> {e.program})")
 
     # ------------------------------------------------------------- stats
-    def stats_line(self, health, interval_s: float) -> str:
-        """Per tenant: admitted/s, deferred/s, bypassed, tokens, DMA bytes/s; then the plane's health."""
+    def stats_line(self, health) -> str:
+        """Per tenant: admitted/s, deferred/s, bypassed, tokens, DMA bytes/s (per second of device time:
+        on the simulated device that is the model's clock); then the plane's health."""
         counters = self.plane.counters()
+        device_ns = self.plane._backend.device_now()
+        interval_s = max(device_ns - self._last_device_ns, 1) / 1e9
+        self._last_device_ns = device_ns
         parts = []
         for name, c in counters.items():
             last = self._last_counters.get(name, c)
