@@ -16,8 +16,9 @@ def test_list_names_every_stage_with_its_bound(capsys):
 
 def test_env_and_plane_pass_on_the_simulated_device_and_gpu_stages_are_skipped(tmp_path, capsys):
     out = tmp_path / "check"
-    assert main(["check", "--backend", "sim", "--out", str(out), "--only", "env", "resident", "plane"]) == 0
+    code = main(["check", "--backend", "sim", "--out", str(out), "--only", "env", "resident", "plane"])
     lines = [json.loads(line) for line in (out / "check.jsonl").read_text().splitlines()]
+    assert code == 0, [(line["stage"], line["reason"], line["output_tail"][-5:]) for line in lines]
     assert [(line["stage"], line["status"]) for line in lines] == [("env", "pass"), ("resident", "skip"),
                                                                    ("plane", "pass")]
     plane = lines[2]["figures"]
