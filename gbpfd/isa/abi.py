@@ -45,6 +45,15 @@ class Hook:
                 return field
         return None
 
+    def ctx_read_field(self, offset: int, size: int) -> Field | None:
+        """The field a load of ``size`` bytes at ``offset`` reads: the whole
+        field, or an aligned part of it (clang narrows loads of 8-byte fields)."""
+        for field in self.ctx:
+            inside = field.offset <= offset and offset + size <= field.offset + field.size
+            if inside and (offset - field.offset) % size == 0:
+                return field
+        return None
+
 
 @dataclass(frozen=True)
 class Helper:
@@ -69,6 +78,7 @@ class Limits:
     stack_bytes: int
     max_call_depth: int
     max_maps: int
+    max_map_bytes: int
     max_insns: int
     max_tenants: int
 
@@ -93,3 +103,9 @@ HOOKS = MappingProxyType({
     name: Hook(name, h["doc"], tuple(h["ret"]), h["ret_doc"], h["budget"],
                frozenset(HELPER_BY_NAME[n].id for n in h["helpers"]), _fields(h["ctx"]))
     for name, h in _DATA["hooks"].items()})
+
+
+def own_map_bytes(maps) -> int:
+    """Bytes a program's maps take in its own memory, each rounded up to 8 as
+    the plane lays them out; quota and counters maps alias shared regions."""
+    return sum((m.value_size * m.max_entries + 7) // 8 * 8 for m in maps if MAP_KINDS[m.kind].record is None)

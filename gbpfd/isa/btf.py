@@ -76,15 +76,20 @@ class Btf:
         raise LoadError(f"BTF: type record at offset {t.offset}: cycle of typedefs or qualifiers")
 
     def size_of(self, type_id: int) -> int:
+        # a loop, not recursion: a crafted ARRAY may be its own element type
+        count = 1
         t = self.strip(type_id)
-        if t.kind in _SIZED:
-            return t.ref
-        if t.kind == "PTR":
-            return POINTER_SIZE
-        if t.kind == "ARRAY":
+        for _ in range(len(self.types)):
+            if t.kind in _SIZED:
+                return t.ref * count
+            if t.kind == "PTR":
+                return POINTER_SIZE * count
+            if t.kind != "ARRAY":
+                raise LoadError(f"BTF: type record at offset {t.offset} ({t.kind}) has no size")
             elem, _, nelems = t.entries[0]
-            return self.size_of(elem) * nelems
-        raise LoadError(f"BTF: type record at offset {t.offset} ({t.kind}) has no size")
+            count *= nelems
+            t = self.strip(elem)
+        raise LoadError(f"BTF: type record at offset {t.offset}: cycle of array element types")
 
     def datasec(self, name: str) -> BtfType | None:
         return next((t for t in self.types[1:] if t.kind == "DATASEC" and t.name == name), None)

@@ -135,9 +135,9 @@ def stage_program(a: PlaneArrays, hook: str, slot: int, program) -> int:
     map_at = S.MAPS_AT + (h * S.NPROG_SLOTS + slot) * S.MAP_AREA_BYTES
     tables = [_region_table(program, hook, r, map_at) for r in range(S.NRUNNERS)]
     used = tables[0][5]
-    if used > S.MAP_AREA_BYTES:
+    if used > LIMITS.max_map_bytes:
         raise LoadError(f"{program.name or 'program'}: its maps need {used} bytes, a program slot holds "
-                        f"{S.MAP_AREA_BYTES}")
+                        f"{LIMITS.max_map_bytes}")
     a.code[h, slot] = 0
     a.code[h, slot, :, 0] = opids.INVALID
     a.code[h, slot, :n] = decode_program(program.insns)[:n]

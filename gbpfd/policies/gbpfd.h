@@ -29,7 +29,7 @@ typedef long long __s64;
 
 /* ---- limits and map kinds */
 #define GBPFD_MAX_TENANTS 32
-#define GBPFD_MAP_ARRAY 1 /* policy state: read and write, initialised to zeros (or to the ELF section's bytes for .data/.rodata/.bss) */
+#define GBPFD_MAP_ARRAY 1 /* policy state: read and write, initialised to zeros (or to the ELF section's bytes for .data/.bss); a .rodata section's map is read-only. A program's array maps take at most max_map_bytes (65536) together */
 #define GBPFD_MAP_QUOTA 2 /* the host's quota snapshot, one quota record per tenant; read-only (a store or map_update_elem is a verifier error) */
 #define GBPFD_MAP_COUNTERS 3 /* per-tenant counters, one counters record per tenant; read directly, written only through counter_add */
 

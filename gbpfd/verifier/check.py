@@ -8,18 +8,24 @@ failure rejects the program).
 """
 from __future__ import annotations
 
+import time
 from functools import cache
 
 from gbpfd.isa.abi import HELPERS, LIMITS, Hook
 from gbpfd.isa.program import Program
 from gbpfd.verifier import scalar as sc
 from gbpfd.verifier.log import value_text
-from gbpfd.verifier.state import (CTX, FP, FULL_MASK, MAP, MAP_VALUE, MAP_VALUE_OR_NULL, POINTER_KINDS,
-                                  SCALAR, SLOT_BYTES, STACK, UNKNOWN_SCALAR, Frame, State, Value,
-                                  JoinStates, entry_state, frame_pointer, scalar)
+from gbpfd.verifier.state import (CTX, FP, MAP, MAP_VALUE, MAP_VALUE_OR_NULL, POINTER_KINDS, SCALAR,
+                                  SLOT_BYTES, STACK, UNKNOWN_SCALAR, Frame, JoinStates, Part, State, Value,
+                                  entry_state, frame_pointer, init_mask, scalar)
 from gbpfd.verifier.structure import Layout
 
+# Complexity limits: whatever the input, the answer comes within seconds.
 MAX_PROCESSED = 500_000      # instructions interpreted, over all paths
+MAX_STATES = 100_000         # paths started (states taken from the work list)
+MAX_COMPARISONS = 4_000_000  # kept states compared against arriving ones, about 1 us each
+MAX_SECONDS = 10             # a last resort: the deterministic limits above come first
+TIME_CHECK_EVERY = 1024      # instructions interpreted between looks at the clock
 MAX_STATES_PER_POINT = 32    # states kept for pruning at one join point
 # Pointer offsets stay far from the 32-bit offset field's edge, so an address
 # never wraps into another region of the tagged memory model.
@@ -37,6 +43,13 @@ class CheckError(Exception):
 def _loaded(size: int, signed: bool) -> Value:
     """A fresh load of ``size`` bytes: any value of that width (Values are immutable, so one is shared)."""
     return scalar(sc.of_width(size * 8, signed=signed))
+
+
+@cache
+def _spilled_bytes(c: int, at: int, size: int, signed: bool) -> Value:
+    """A narrow load of bytes ``at``.. of a spilled constant: those bytes, as a constant."""
+    value = (c >> (8 * at)) & ((1 << (8 * size)) - 1)
+    return scalar(sc.constant(sc.to_signed(value, 8 * size) if signed else value))
 
 
 class Step:
@@ -100,7 +113,8 @@ class Checker:
     def __init__(self, program: Program, hook: Hook, layout: Layout):
         self.program, self.hook, self.layout = program, hook, layout
         self.seen: dict[tuple, JoinStates] = {}
-        self.explored = self.pruned = self.processed = self.last_id = 0
+        self.explored = self.pruned = self.processed = self.last_id = self.comparisons = 0
+        self.deadline = 0.0
         self.pc = 0
         self.state: State | None = None
         self.steps = _steps(program, layout)
@@ -108,14 +122,18 @@ class Checker:
 
     # ------------------------------------------------------------------ driver
     def run(self) -> None:
+        self.deadline = time.perf_counter() + MAX_SECONDS
         work = [(0, entry_state(Value(CTX)))]
         while work:
             pc, state = work.pop()
             self.explored += 1
+            if self.explored > MAX_STATES:
+                self.pc, self.state = pc, state
+                self.fail(f"program is too complex to verify (more than {MAX_STATES} states explored)")
             self._walk(pc, state, work)
 
     def _walk(self, pc: int, state: State, work: list) -> None:
-        joins, steps = self.layout.prune_points, self.steps
+        joins, forget, steps = self.layout.prune_points, self.layout.forget, self.steps
         self.state = state
         processed = self.processed
         while pc is not None:
@@ -123,8 +141,12 @@ class Checker:
             processed += 1
             if processed > MAX_PROCESSED:
                 self.fail(f"program is too complex to verify (more than {MAX_PROCESSED} insns processed)")
-            if pc in joins and self._prune(pc, state):
-                break
+            if processed % TIME_CHECK_EVERY == 0 and time.perf_counter() > self.deadline:
+                self.fail(f"program is too complex to verify (more than {MAX_SECONDS} s)")
+            if pc in joins:
+                _forget(state.regs, forget[pc])
+                if self._prune(pc, state):
+                    break
             step = steps[pc]
             pc = step.handler(self, step, state, work)
         self.processed = processed
@@ -134,7 +156,12 @@ class Checker:
         kept = self.seen.get(key)
         if kept is None:
             kept = self.seen[key] = JoinStates()
-        if kept.covers(state):
+        tests = kept.tests
+        covered = kept.covers(state)
+        self.comparisons += kept.tests - tests
+        if self.comparisons > MAX_COMPARISONS:
+            self.fail(f"program is too complex to verify (more than {MAX_COMPARISONS} state comparisons)")
+        if covered:
             self.pruned += 1
             return True
         if len(kept.states) < MAX_STATES_PER_POINT:
@@ -160,8 +187,13 @@ class Checker:
 
     # -------------------------------------------------------------- arithmetic
     def mov(self, s: Step, state: State, work) -> int:
-        """64-bit mov: the value itself, pointers included."""
-        state.regs[s.dst] = self.operand(s)
+        """64-bit mov: the value itself, pointers included.  A copied unknown
+        scalar is linked to its source (one id): bounding either bounds both."""
+        value = self.operand(s)
+        if s.k is None and value.kind == SCALAR and not value.id and value.scalar.const is None:
+            self.last_id += 1
+            value = state.regs[s.src] = Value(SCALAR, scalar=value.scalar, id=self.last_id)
+        state.regs[s.dst] = value
         return self.pc + 1
 
     def extend(self, s: Step, state: State, work) -> int:
@@ -258,7 +290,9 @@ class Checker:
         lo, hi = base.off_lo + off, base.off_hi + off
         if kind == STACK:
             if lo != hi:
-                self.fail(f"variable-offset access through R{reg} ({self.text(base)})")
+                if stored is not None:
+                    self.fail(f"variable-offset access through R{reg} ({self.text(base)})")
+                return self._stack_range_load(reg, base, lo, hi, size, signed)
             if stored is not None:
                 self._stack_store(base.frame, lo, size, stored, stored_reg)
                 return None
@@ -284,21 +318,22 @@ class Checker:
 
     def _map_value_access(self, base: Value, lo: int, hi: int, size: int, write: bool) -> None:
         m = self.program.maps[base.map]
-        if write and m.read_only:
-            self.fail(f"write into read-only map '{m.name}' (kind {m.kind})")
+        if write and _read_only(m):
+            self.fail(f"write into read-only map '{m.name}' ({_read_only(m)})")
         if lo < 0 or hi + size > m.value_size:
             where = str(lo) if lo == hi else f"[{lo}, {hi}]"
             self.fail(f"access to map '{m.name}' at offset {where} size {size} is outside its "
                       f"{m.value_size}-byte value")
 
     def _ctx_access(self, offset: int, size: int, write: bool) -> None:
-        key = (offset, size)
+        key = (offset, size, write)
         if key not in self.ctx_fields:
-            self.ctx_fields[key] = self.hook.ctx_field(offset, size)
+            find = self.hook.ctx_field if write else self.hook.ctx_read_field
+            self.ctx_fields[key] = find(offset, size)
         field = self.ctx_fields[key]
         if field is None:
-            self.fail(f"invalid ctx access at offset {offset} size {size} "
-                      f"(no {self.hook.name} ctx field has that offset and size)")
+            what = "has that offset and size" if write else "holds those bytes at an aligned offset"
+            self.fail(f"invalid ctx access at offset {offset} size {size} (no {self.hook.name} ctx field {what})")
         if write and field.access != "rw":
             self.fail(f"write to read-only ctx field '{field.name}' (offset {field.offset}, size {field.size})")
 
@@ -311,34 +346,65 @@ class Checker:
         stack = self.state.frames[frame].stack
         first = start + STACK_BYTES
         if size == SLOT_BYTES and first % SLOT_BYTES == 0:
-            if value.is_pointer and frame != len(self.state.frames) - 1:
-                self.fail(f"pointer R{vreg} spilled into a caller's stack")
+            if value.kind == STACK and frame != len(self.state.frames) - 1:
+                # ctx and map pointers outlive every frame; a stack pointer may not
+                self.fail(f"stack pointer R{vreg} spilled into a caller's stack (it would dangle)")
             stack[first // SLOT_BYTES] = value
             return
         if value.is_pointer:
             self.fail(f"pointer R{vreg} stored at fp{start:+d} with a {size}-byte store "
                       f"(only an 8-byte aligned stxdw may spill a pointer)")
+        for slot in range(first // SLOT_BYTES, (first + size - 1) // SLOT_BYTES + 1):
+            old = stack.get(slot)
+            if isinstance(old, Value) and old.is_pointer:
+                # the pointer's other bytes would read back as a scalar: a leak of its bits
+                self.fail(f"attempt to corrupt spilled pointer on stack (a {size}-byte store at "
+                          f"fp{start:+d} over the pointer spilled at fp{slot * SLOT_BYTES - STACK_BYTES:+d})")
+        at = first % SLOT_BYTES
+        if at == 0 and value.scalar.umax >> (8 * size) == 0:
+            # a narrow spill of a value that fits keeps its bounds for a refill of the same size
+            old = init_mask(stack.get(first // SLOT_BYTES))
+            stack[first // SLOT_BYTES] = Part(value, size, old & ~((1 << size) - 1))
+            return
         for byte in range(first, first + size):
             slot = byte // SLOT_BYTES
-            old = stack.get(slot, 0)
-            mask = FULL_MASK if isinstance(old, Value) else old
-            stack[slot] = mask | (1 << (byte % SLOT_BYTES))
+            stack[slot] = init_mask(stack.get(slot)) | (1 << (byte % SLOT_BYTES))
 
     def _stack_load(self, frame: int, start: int, size: int, signed: bool, data: bool) -> Value:
         self._stack_range(start, size)
         stack = self.state.frames[frame].stack
         first = start + STACK_BYTES
-        if size == SLOT_BYTES and first % SLOT_BYTES == 0 and not data:
-            spilled = stack.get(first // SLOT_BYTES)
-            if isinstance(spilled, Value):
+        spilled = stack.get(first // SLOT_BYTES)
+        if isinstance(spilled, Value) and not data:
+            if size == SLOT_BYTES and first % SLOT_BYTES == 0:
                 return spilled
+            c = spilled.scalar.const if spilled.kind == SCALAR else None
+            if c is not None and first % SLOT_BYTES + size <= SLOT_BYTES:
+                return _spilled_bytes(c, first % SLOT_BYTES, size, signed)
         for byte in range(first, first + size):
             slot = stack.get(byte // SLOT_BYTES)
-            if isinstance(slot, Value):
-                if slot.is_pointer:
-                    self.fail(f"partial read of a spilled pointer at fp{byte - STACK_BYTES:+d}")
-            elif slot is None or not slot >> (byte % SLOT_BYTES) & 1:
+            if isinstance(slot, Value) and slot.is_pointer:
+                self.fail(f"partial read of a spilled pointer at fp{byte - STACK_BYTES:+d}")
+            if not init_mask(slot) >> (byte % SLOT_BYTES) & 1:
                 self.fail(f"read of uninitialised stack byte fp{byte - STACK_BYTES:+d}")
+        if isinstance(spilled, Part) and spilled.size == size and first % SLOT_BYTES == 0 and not data:
+            v = spilled.value
+            return scalar(sc.sign_extend(v.scalar, 8 * size, 64)) if signed else v
+        return _loaded(size, signed)
+
+    def _stack_range_load(self, reg: int, base: Value, lo: int, hi: int, size: int, signed: bool) -> Value:
+        """A load at a variable stack offset: every byte it may read is initialised scalar data."""
+        self._stack_range(lo, size)
+        self._stack_range(hi, size)
+        stack = self.state.frames[base.frame].stack
+        for byte in range(lo + STACK_BYTES, hi + size + STACK_BYTES):
+            slot = stack.get(byte // SLOT_BYTES)
+            if isinstance(slot, Value) and slot.is_pointer:
+                self.fail(f"variable-offset read through R{reg} ({self.text(base)}) may read the pointer "
+                          f"spilled at fp{byte // SLOT_BYTES * SLOT_BYTES - STACK_BYTES:+d}")
+            if not init_mask(slot) >> (byte % SLOT_BYTES) & 1:
+                self.fail(f"variable-offset read through R{reg} ({self.text(base)}) may read uninitialised "
+                          f"stack byte fp{byte - STACK_BYTES:+d}")
         return _loaded(size, signed)
 
     # ------------------------------------------------------------------- jumps
@@ -380,11 +446,10 @@ class Checker:
             if d.const is not None and k.const is not None:
                 taken = sc.CONCRETE_JUMP[op](d.const & sc.U32, k.const & sc.U32, 32)
                 return (_no_change, None) if taken else (None, _no_change)
-            # a 32-bit comparison says something about the 64-bit register only
-            # when the upper half is known to be zero (and, signed, bit 31 too)
-            bound = sc.S64_MAX >> 32 if op in sc.SIGNED_JUMPS else sc.U32
-            if not (d.fits(bound) and k.fits(bound)):
-                return _no_change, _no_change
+            # a 32-bit comparison bounds the low halves (and the whole register
+            # when its upper half is known)
+            return (_narrowing(s, dst, src, sc.refine32(op, d, k, True)),
+                    _narrowing(s, dst, src, sc.refine32(op, d, k, False)))
         return (_narrowing(s, dst, src, sc.refine(op, d, k, True)),
                 _narrowing(s, dst, src, sc.refine(op, d, k, False)))
 
@@ -412,8 +477,8 @@ class Checker:
                 if value.kind != MAP:
                     self.fail(f"R{reg} must be a map (lddw map:NAME) for {helper.name}, not {self.text(value)}")
                 m = self.program.maps[value.map]
-                if "value" in helper.args and m.read_only:
-                    self.fail(f"{helper.name} on read-only map '{m.name}' (kind {m.kind})")
+                if "value" in helper.args and _read_only(m):
+                    self.fail(f"{helper.name} on read-only map '{m.name}' ({_read_only(m)})")
                 map_index = value.map
             elif kind in ("key", "value"):
                 self._memory_arg(helper.name, kind, reg, value, m.key_size if kind == "key" else m.value_size)
@@ -437,6 +502,7 @@ class Checker:
     def call_local(self, s: Step, state: State, work) -> int:
         regs: list = [None] * len(state.regs)
         regs[1:6] = state.regs[1:6]
+        _forget(state.regs, self.layout.caller_forget[self.pc])
         regs[FP] = frame_pointer(len(state.frames))
         state.push(Frame(regs, {}, self.pc + 1, self.pc))
         return self.layout.targets[self.pc]
@@ -459,6 +525,26 @@ class Checker:
         return None
 
 
+def _forget(regs: list, forgettable: tuple) -> None:
+    """Drop what no later check reads (see liveness): dead registers, imprecise scalar ranges."""
+    dead, loose = forgettable
+    for r in dead:
+        regs[r] = None
+    for r in loose:
+        v = regs[r]
+        if v is not None and v.kind == SCALAR:
+            regs[r] = UNKNOWN_SCALAR
+
+
+def _read_only(m) -> str | None:
+    """Why programs may not write map ``m`` (None when they may)."""
+    if m.read_only:
+        return f"kind {m.kind}"
+    if m.name == ".rodata" or m.name.startswith(".rodata."):
+        return "a .rodata section: C const globals are frozen"
+    return None
+
+
 def _no_change(state: State) -> None:
     pass
 
@@ -473,18 +559,30 @@ def _narrowing(s: Step, dst: Value, src: Value, refined):
     nd, ns = refined
     if nd is dst.scalar and (s.k is not None or ns is src.scalar):
         return _no_change
-    dreg, new_dst = s.dst, dst if nd is dst.scalar else scalar(nd)
+    dreg, new_dst = s.dst, dst if nd is dst.scalar else _narrowed(dst, nd)
     if s.k is not None:
         def narrow(state: State) -> None:
-            state.regs[dreg] = new_dst
+            _settle(state.regs, dreg, new_dst)
         return narrow
-    sreg, new_src = s.src, src if ns is src.scalar else scalar(ns)
+    sreg, new_src = s.src, src if ns is src.scalar else _narrowed(src, ns)
 
     def narrow_both(state: State) -> None:
-        regs = state.regs
-        regs[dreg] = new_dst
-        regs[sreg] = new_src
+        _settle(state.regs, dreg, new_dst)
+        _settle(state.regs, sreg, new_src)
     return narrow_both
+
+
+def _narrowed(value: Value, bounds) -> Value:
+    return Value(SCALAR, scalar=bounds, id=value.id) if value.id else scalar(bounds)
+
+
+def _settle(regs: list, reg: int, value: Value) -> None:
+    """``reg`` becomes ``value``, and so does every register linked to it (same id)."""
+    if value.id:
+        for i, v in enumerate(regs):
+            if v is not None and v.id == value.id:
+                regs[i] = value
+    regs[reg] = value
 
 
 def _null_check(ptr: Value, replacement: Value):

@@ -15,28 +15,40 @@ U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
 S64_MIN = -(1 << 63)
 S64_MAX = (1 << 63) - 1
+S32_MIN = -(1 << 31)
+S32_MAX = (1 << 31) - 1
 
 
 class Scalar:
-    __slots__ = ("umin", "umax", "smin", "smax")
+    """``lo32``, when not None, is (u32min, u32max, s32min, s32max): bounds of
+    the low 32 bits, read unsigned and signed, tighter than the 64-bit bounds
+    imply (a 32-bit comparison learns them); None means "implied"."""
 
-    def __init__(self, umin: int, umax: int, smin: int, smax: int):
-        self.umin, self.umax, self.smin, self.smax = umin, umax, smin, smax
+    __slots__ = ("umin", "umax", "smin", "smax", "lo32")
+
+    def __init__(self, umin: int, umax: int, smin: int, smax: int, lo32: tuple | None = None):
+        self.umin, self.umax, self.smin, self.smax, self.lo32 = umin, umax, smin, smax, lo32
 
     @property
     def const(self) -> int | None:
         return self.umin if self.umin == self.umax else None
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Scalar) and (self.umin, self.umax, self.smin, self.smax) == (
-            other.umin, other.umax, other.smin, other.smax)
+        return isinstance(other, Scalar) and (self.umin, self.umax, self.smin, self.smax, self.lo32) == (
+            other.umin, other.umax, other.smin, other.smax, other.lo32)
 
     def __hash__(self) -> int:
-        return hash((self.umin, self.umax, self.smin, self.smax))
+        return hash((self.umin, self.umax, self.smin, self.smax, self.lo32))
 
     def contains(self, other: "Scalar") -> bool:
-        return (self.umin <= other.umin and other.umax <= self.umax
-                and self.smin <= other.smin and other.smax <= self.smax)
+        if not (self.umin <= other.umin and other.umax <= self.umax
+                and self.smin <= other.smin and other.smax <= self.smax):
+            return False
+        # implied 32-bit bounds cover every low half of the 64-bit range, other's included
+        if self.lo32 is None:
+            return True
+        mine, theirs = self.lo32, bounds32(other)
+        return mine[0] <= theirs[0] and theirs[1] <= mine[1] and mine[2] <= theirs[2] and theirs[3] <= mine[3]
 
     def fits(self, hi: int) -> bool:
         """True when every value lies in [0, hi]."""
@@ -54,6 +66,11 @@ class Scalar:
         implied = (self.umin, self.umax) if self.umax <= S64_MAX else (S64_MIN, S64_MAX)
         if (self.smin, self.smax) != implied:
             parts.append(f"smin={self.smin},smax={self.smax}")
+        if self.lo32 is not None:
+            u32min, u32max, s32min, s32max = self.lo32
+            parts.append(f"u32min={u32min},u32max={u32max}")
+            if (s32min, s32max) != ((u32min, u32max) if u32max <= S32_MAX else (S32_MIN, S32_MAX)):
+                parts.append(f"s32min={s32min},s32max={s32max}")
         return f"scalar({','.join(parts)})"
 
 
@@ -117,12 +134,49 @@ def of_width(bits: int, *, signed: bool = False) -> Scalar:
 
 def low32(x: Scalar) -> tuple[int, int]:
     """Unsigned bounds of the low 32 bits of ``x``."""
+    if x.lo32 is not None:
+        return x.lo32[0], x.lo32[1]
     if x.umax <= U32:
         return x.umin, x.umax
-    c = x.const
-    if c is not None:
-        return c & U32, c & U32
+    if x.umin >> 32 == x.umax >> 32:  # one upper half: the low halves run in order
+        return x.umin & U32, x.umax & U32
     return 0, U32
+
+
+def bounds32(x: Scalar) -> tuple[int, int, int, int]:
+    """(u32min, u32max, s32min, s32max) of the low 32 bits of ``x``."""
+    if x.lo32 is not None:
+        return x.lo32
+    ulo, uhi = low32(x)
+    if S32_MIN <= x.smin and x.smax <= S32_MAX:
+        slo, shi = x.smin, x.smax
+    elif uhi <= S32_MAX or ulo > S32_MAX:  # one sign: the signed view is the unsigned one, shifted
+        slo, shi = to_signed(ulo, 32), to_signed(uhi, 32)
+    else:
+        slo, shi = S32_MIN, S32_MAX
+    return ulo, uhi, slo, shi
+
+
+def _with_low32(x: Scalar, u32min: int, u32max: int, s32min: int, s32max: int) -> Scalar | None:
+    """``x`` whose low 32 bits are also known to lie in the given bounds; None if empty."""
+    for _ in range(2):  # the unsigned and signed 32-bit views tighten each other
+        if s32min >= 0 or s32max < 0:
+            u32min, u32max = max(u32min, s32min & U32), min(u32max, s32max & U32)
+        if u32max <= S32_MAX or u32min > S32_MAX:
+            s32min, s32max = max(s32min, to_signed(u32min, 32)), min(s32max, to_signed(u32max, 32))
+    if u32min > u32max or s32min > s32max:
+        return None
+    umin, umax = x.umin, x.umax
+    if umin >> 32 == umax >> 32:  # a known upper half: the 64-bit bounds follow the low ones
+        high = umin & ~U32
+        umin, umax = max(umin, high | u32min), min(umax, high | u32max)
+    y = make(umin, umax, x.smin, x.smax)
+    if y is None:
+        return None
+    lo32 = (u32min, u32max, s32min, s32max)
+    if y.lo32 is None and lo32 == bounds32(y):
+        return y  # the 64-bit bounds say it all
+    return Scalar(y.umin, y.umax, y.smin, y.smax, lo32)
 
 
 def _shift_amounts(lo: int, hi: int, width: int) -> tuple[int, int]:
@@ -281,6 +335,36 @@ _RELATIONS = {
 }
 
 SIGNED_JUMPS = frozenset(op for op, (_, _, signed) in _RELATIONS.items() if signed)
+
+
+def _view32(x: Scalar, signed: bool) -> Scalar:
+    """The low 32 bits of ``x`` as a 64-bit scalar (sign-extended when ``signed``),
+    so the 64-bit relations compare them as a 32-bit comparison does."""
+    u32min, u32max, s32min, s32max = bounds32(x)
+    return signed_range(s32min, s32max) if signed else unsigned_range(u32min, u32max)
+
+
+def refine32(op: str, d: Scalar, s: Scalar, taken: bool):
+    """Like ``refine``, for the 32-bit comparison: bounds the low halves."""
+    signed = op in SIGNED_JUMPS
+    vd, vs = _view32(d, signed), _view32(s, signed)
+    refined = refine(op, vd, vs, taken)
+    if refined is None:
+        return None
+    nd, ns = refined
+
+    def narrowed(x: Scalar, view: Scalar, new: Scalar) -> Scalar | None:
+        if new is view:
+            return x
+        u32min, u32max, s32min, s32max = bounds32(x)
+        if signed:
+            return _with_low32(x, u32min, u32max, max(s32min, new.smin), min(s32max, new.smax))
+        return _with_low32(x, max(u32min, new.umin), min(u32max, new.umax), s32min, s32max)
+
+    rd, rs = narrowed(d, vd, nd), narrowed(s, vs, ns)
+    if rd is None or rs is None:
+        return None
+    return rd, rs
 
 
 def refine(op: str, d: Scalar, s: Scalar, taken: bool):

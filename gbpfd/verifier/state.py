@@ -49,6 +49,30 @@ class Value:
         return Value(self.kind, map=self.map, off_lo=lo, off_hi=hi, id=self.id, frame=self.frame)
 
 
+class Part:
+    """A stack slot whose low ``size`` bytes hold a narrow spill of a scalar that
+    fits them (``value``, zero-extended), and whose other initialised bytes are
+    ``rest`` (a mask of bits at and above ``size``); immutable."""
+
+    __slots__ = ("value", "size", "rest")
+
+    def __init__(self, value: Value, size: int, rest: int):
+        self.value, self.size, self.rest = value, size, rest
+
+    @property
+    def mask(self) -> int:
+        return (1 << self.size) - 1 | self.rest
+
+
+def init_mask(slot) -> int:
+    """The initialised bytes of a stack slot, as a bit mask."""
+    if slot is None:
+        return 0
+    if isinstance(slot, int):
+        return slot
+    return FULL_MASK if isinstance(slot, Value) else slot.mask
+
+
 def scalar(s: Scalar) -> Value:
     return Value(SCALAR, scalar=s)
 
@@ -121,9 +145,10 @@ def _value_covers(old: Value, new: Value) -> bool:
 
 
 def _ids_kept(old: Value, new: Value, idmap: dict) -> bool:
-    # old ids that are shared must stay shared: a null check on one
-    # register settles every register holding the same id
-    return old.kind != MAP_VALUE_OR_NULL or idmap.setdefault(old.id, new.id) == new.id
+    # old ids that are shared must stay shared: a null check on one register
+    # settles every register holding the same id, a branch on a linked
+    # scalar bounds every copy of it
+    return not old.id or (new.id != 0 and idmap.setdefault(old.id, new.id) == new.id)
 
 
 def _value_subsumes(old: Value, new: Value, idmap: dict) -> bool:
@@ -135,9 +160,12 @@ def _slot_subsumes(old, new, idmap: dict) -> bool:
         return isinstance(new, Value) and _value_subsumes(old, new, idmap)
     if new is None:
         return False
-    if isinstance(new, Value):
-        return new.kind == SCALAR
-    return old & ~new == 0
+    if isinstance(old, Part):
+        return (isinstance(new, Part) and new.size == old.size and old.rest & ~new.rest == 0
+                and _value_subsumes(old.value, new.value, idmap))
+    if isinstance(new, Value) and new.kind != SCALAR:
+        return False
+    return old & ~init_mask(new) == 0
 
 
 # A kept state (one compared against at a join point) is a snapshot: per
@@ -160,18 +188,25 @@ def _subsumes(old: tuple, new: State) -> bool:
     checked continuation of ``old`` never reads it before writing it.
     """
     idmap: dict = {}
-    for (old_regs, old_stack), fn in zip(old, new.frames):
+    frames = list(zip(old, new.frames))
+    # registers first, innermost frame first: that is where paths differ, so
+    # a failing comparison fails before walking the (often identical) stacks
+    for (old_regs, _), fn in reversed(frames):
         for vo, vn in zip(old_regs, fn.regs):
             if vo is None:
                 continue
             if vn is not vo and (vn is None or not _value_covers(vo, vn)):
                 return False
-            if vo.kind == MAP_VALUE_OR_NULL and not _ids_kept(vo, vn, idmap):
+            if vo.id and not _ids_kept(vo, vn, idmap):
                 return False
+    for (_, old_stack), fn in reversed(frames):
         new_stack = fn.stack
         for k, so in old_stack.items():
             sn = new_stack.get(k)
-            if (sn is not so or isinstance(so, Value)) and not _slot_subsumes(so, sn, idmap):
+            # the same Value covers itself; only an or-null one needs its id mapped
+            if sn is so and (not isinstance(so, Value) or so.kind != MAP_VALUE_OR_NULL):
+                continue
+            if not _slot_subsumes(so, sn, idmap):
                 return False
     return True
 
@@ -211,7 +246,7 @@ def _separating(old: tuple, new: State) -> tuple[int, int] | None:
 MAX_PLACES = 2       # places the kept states are bucketed by
 BUCKET_FROM = 8      # kept states before bucketing pays for itself
 LEARN_AFTER = 4      # failed comparisons in one test before looking for a better place
-MAX_REBUCKETS = 4    # then the places stay: finding them is not free
+MAX_SEARCHES = 8     # then the places stay: looking for them is not free
 
 
 class JoinStates:
@@ -227,7 +262,7 @@ class JoinStates:
     every place goes to ``loose``, which is always compared.
     """
 
-    __slots__ = ("states", "by_regs", "places", "buckets", "loose", "rebuckets")
+    __slots__ = ("states", "by_regs", "places", "buckets", "loose", "searches", "tests")
 
     def __init__(self):
         self.states: list[tuple] = []
@@ -235,7 +270,8 @@ class JoinStates:
         self.places: tuple = ()
         self.buckets: dict[tuple, list[tuple]] | None = None  # until there are places
         self.loose: list[tuple] | tuple = ()
-        self.rebuckets = 0
+        self.searches = 0
+        self.tests = 0  # subsumption tests made, for the checker's complexity limit
 
     def covers(self, new: State) -> bool:
         """True when a kept state subsumes ``new``."""
@@ -251,9 +287,12 @@ class JoinStates:
         for group in groups:
             for old in group:
                 if _subsumes(old, new):
+                    self.tests += failed + 1
                     return True
                 failed, last = failed + 1, old
-        if failed >= LEARN_AFTER and len(self.states) >= BUCKET_FROM and self.rebuckets < MAX_REBUCKETS:
+        self.tests += failed
+        if failed >= LEARN_AFTER and len(self.states) >= BUCKET_FROM and self.searches < MAX_SEARCHES:
+            self.searches += 1  # a search that finds nothing costs as much as one that does
             place = _separating(last, new)
             if place is not None and place not in self.places:
                 self._rebucket((self.places + (place,))[-MAX_PLACES:])
@@ -286,6 +325,5 @@ class JoinStates:
 
     def _rebucket(self, places: tuple) -> None:
         self.places, self.buckets, self.loose = places, {}, []
-        self.rebuckets += 1
         for kept in self.states:
             self._add(kept)

@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gbpfd.errors import FieldError
-from gbpfd.isa.abi import HELPERS, LIMITS, Hook
+from gbpfd.isa.abi import HELPERS, LIMITS, Hook, own_map_bytes
 from gbpfd.isa.disasm import RELATIVE_KINDS
 from gbpfd.isa.insn import decode
 from gbpfd.isa.program import Program
 from gbpfd.isa.table import ROWS, Row
+from gbpfd.verifier import liveness
 from gbpfd.verifier.state import FP
 
 # classes whose instructions write their dst register
@@ -43,6 +44,20 @@ class Layout:
     func_starts: list     # sorted function start slots; [0] is the entry
     prune_points: frozenset  # slots reached by more than one edge
     cost: int             # worst-case path length of the entry function, calls included
+    forget: dict          # join point -> (dead registers, imprecise registers) there
+    caller_forget: dict   # local call slot -> the same, for the caller's frame during the call
+
+
+def _check_maps(program: Program) -> None:
+    """Refuse what the plane cannot load: too many maps, or maps too large
+    (their offsets must also stay far from the 32-bit offset field's edge)."""
+    if len(program.maps) > LIMITS.max_maps:
+        raise StructureError(None, f"program declares {len(program.maps)} maps, more than the limit "
+                                   f"of {LIMITS.max_maps}")
+    need = own_map_bytes(program.maps)
+    if need > LIMITS.max_map_bytes:
+        raise StructureError(None, f"program's maps need {need} bytes, more than the limit of "
+                                   f"{LIMITS.max_map_bytes}")
 
 
 def _decode_all(program: Program, hook: Hook) -> tuple[list, list]:
@@ -177,29 +192,33 @@ def _callees(rows: list, targets: dict, starts: list, start: int) -> list[tuple[
 
 
 def _check_calls(rows: list, targets: dict, starts: list) -> None:
-    """No recursion, and no call chain deeper than the stack frames."""
+    """No recursion, and no call chain deeper than the stack frames.
+
+    A depth-first walk with an explicit stack: a chain of thousands of
+    functions must be refused by the depth limit, not overflow Python's.
+    """
+    calls = {f: _callees(rows, targets, starts, f) for f in starts}
     depth: dict[int, int] = {}
-    active: set[int] = set()
-    for f in starts:
-        _call_depth(rows, targets, starts, f, depth, active)
+    for root in starts:
+        if root in depth:
+            continue
+        path, active = [(root, iter(calls[root]))], {root}
+        while path:
+            f, pending = path[-1]
+            site_callee = next((sc for sc in pending if sc[1] not in depth), None)
+            if site_callee is None:
+                path.pop()
+                active.discard(f)
+                depth[f] = 1 + max((depth[c] for _, c in calls[f]), default=0)
+                continue
+            site, callee = site_callee
+            if callee in active:
+                raise StructureError(site, f"recursive call from insn {site} to function at insn {callee}")
+            path.append((callee, iter(calls[callee])))
+            active.add(callee)
     if depth[0] > LIMITS.max_call_depth:
         raise StructureError(None, f"call chain too deep: {depth[0]} frames "
                                    f"(limit {LIMITS.max_call_depth})")
-
-
-def _call_depth(rows: list, targets: dict, starts: list, f: int, depth: dict, active: set) -> int:
-    """Frames of the deepest call chain from function ``f`` (memoised in ``depth``)."""
-    if f in depth:
-        return depth[f]
-    active.add(f)
-    deepest = 0
-    for site, callee in _callees(rows, targets, starts, f):
-        if callee in active:
-            raise StructureError(site, f"recursive call from insn {site} to function at insn {callee}")
-        deepest = max(deepest, _call_depth(rows, targets, starts, callee, depth, active))
-    active.discard(f)
-    depth[f] = deepest + 1
-    return depth[f]
 
 
 def _cost(rows: list, targets: dict, succ: list, starts: list, f: int = 0, fcost: dict | None = None) -> int:
@@ -224,6 +243,7 @@ def _cost(rows: list, targets: dict, succ: list, starts: list, f: int = 0, fcost
 
 def check_structure(program: Program, hook: Hook) -> Layout:
     n = len(program.insns)
+    _check_maps(program)
     if n == 0:
         raise StructureError(None, "program is empty")
     if n > LIMITS.max_insns:
@@ -237,4 +257,9 @@ def check_structure(program: Program, hook: Hook) -> Layout:
     if cost > hook.budget:
         raise StructureError(None, f"program cost {cost} exceeds the {hook.name} budget of "
                                    f"{hook.budget} instructions")
-    return Layout(rows, keys, targets, starts, joins, cost)
+    live, precise = liveness.analyse(program, rows, keys, succ)
+    forget = {i: liveness.forgettable(live[i], precise[i]) for i in joins}
+    # while a callee runs, the caller's r0-r5 are dead: the return overwrites them
+    caller_forget = {i: liveness.forgettable(live[i + 1] & ~liveness.CLOBBERED, precise[i + 1])
+                     for i, row in enumerate(rows) if row is not None and row.op == "call_local"}
+    return Layout(rows, keys, targets, starts, joins, cost, forget, caller_forget)

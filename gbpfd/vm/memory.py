@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gbpfd.isa.abi import LIMITS, MAP_KINDS, RECORDS
+from gbpfd.isa.abi import LIMITS, MAP_KINDS, RECORDS, own_map_bytes
 
 REGION_SHIFT = 32
 OFFSET_MASK = (1 << REGION_SHIFT) - 1
@@ -74,6 +74,8 @@ def build_memory(maps=(), *, ctx: bytes = b"", input_mem: bytes = b"",
     """
     if len(maps) > LIMITS.max_maps:
         raise ValueError(f"{len(maps)} maps declared, at most {LIMITS.max_maps} are allowed")
+    if own_map_bytes(maps) > LIMITS.max_map_bytes:
+        raise ValueError(f"maps need {own_map_bytes(maps)} bytes, at most {LIMITS.max_map_bytes} are allowed")
     tenants = LIMITS.max_tenants
     quota = bytes(RECORDS["quota"].size * tenants) if quota is None else quota
     counters = bytes(RECORDS["counters"].size * tenants) if counters is None else counters

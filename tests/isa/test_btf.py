@@ -155,3 +155,22 @@ def test_typedef_cycle_and_bad_ids_are_refused():
     with pytest.raises(LoadError) as err:
         btf.get(7)
     assert str(err.value) == "BTF: type id 7 out of range (1..2)"
+
+
+def test_array_of_itself_is_refused_not_recursed():
+    b = BtfBuilder()
+    b.array(1, 4)  # type 1: an array whose element type is type 1
+    b.add("TYPEDEF", "t", 3)
+    b.array(2, 2)  # type 3: array of typedef of itself
+    btf = parse_btf(b.build())
+    for type_id, offset in ((1, 24), (2, 60)):
+        with pytest.raises(LoadError) as err:
+            btf.size_of(type_id)
+        assert str(err.value) == f"BTF: type record at offset {offset}: cycle of array element types"
+
+
+def test_nested_arrays_multiply_their_counts():
+    b = BtfBuilder()
+    u32 = b.add("INT", "u32", 4, tail=struct.pack("<I", 32))
+    outer = b.array(b.array(u32, 3), 5)
+    assert parse_btf(b.build()).size_of(outer) == 60

@@ -22,6 +22,7 @@ class Gen:
         self.lines: list[str] = [f".hook {hook}", MAPS, "mov %r9, %r1"]
         self.pending: list[str] = []
         self.nlabels = 0
+        self.r0_from_r6 = False
 
     def reg(self, lo: int = 0, hi: int = 8) -> str:
         return f"%r{self.rnd.randint(lo, hi)}"
@@ -125,11 +126,50 @@ class Gen:
         if self.pending:
             self.emit(f"{self.pending.pop(self.rnd.randrange(len(self.pending)))}:")
 
+    def spill_overwrite(self):
+        """Spill a pointer, overwrite part of it (or not), read some of it back,
+        and send what was read where a policy's output goes: a map, the ctx,
+        a counter, r0.  Sound only if no pointer bit gets out."""
+        ptr = self.rnd.choice(["%r9", "%r9", "%r7", "%r10"])
+        if ptr == "%r7":
+            self.emit("lddw %r7, map_value:state+0")
+        slot = -8 * self.rnd.randint(1, 4)
+        self.emit(f"stxdw [%r10{slot}], {ptr}")
+        size = self.rnd.choice([1, 2, 4, 8])
+        at = slot + self.rnd.randrange(0, 9 - size)
+        suffix = next(k for k, v in SIZES.items() if v == size)
+        if self.rnd.random() < 0.8:
+            self.emit(f"st{suffix} [%r10{at:+d}], {self.imm()}")
+        rsize = self.rnd.choice([1, 2, 4, 8])
+        rat = slot + self.rnd.randrange(0, 9 - rsize)
+        rsuffix = next(k for k, v in SIZES.items() if v == rsize)
+        reg = self.reg(2, 5)
+        self.emit(f"ldx{rsuffix} {reg}, [%r10{rat:+d}]")
+        if self.rnd.random() < 0.5:
+            self.emit(f"rsh {reg}, {self.rnd.choice([8, 16, 32, 40])}")
+        self.leak(reg)
+
+    def leak(self, reg: str):
+        sink = self.rnd.choice(["map", "ctx", "counter", "r0"])
+        if sink == "map":
+            self.emit("lddw %r8, map_value:state+0", f"stxdw [%r8+8], {reg}")
+        elif sink == "ctx":
+            field = next((f for f in self.hook.ctx if f.access == "rw"), None)
+            suffix = next(k for k, v in SIZES.items() if v == field.size)
+            self.emit(f"stx{suffix} [%r9+{field.offset}], {reg}")
+        elif sink == "counter":
+            self.emit(f"mov %r3, {reg}", "mov %r1, 0", "mov %r2, 0", "call counter_add")
+            self.after_call()
+        else:  # the program's last r0 comes from here (r6 survives helper calls)
+            self.emit(f"mov %r6, {reg}")
+            self.r0_from_r6 = True
+
     def junk(self):
         self.emit(f".raw 0x{self.rnd.getrandbits(64):016x}")
 
     SNIPPETS = [(alu, 6), (mov, 4), (ctx_load, 4), (ctx_store, 1), (stack_store, 3), (stack_load, 3),
-                (lookup, 3), (map_value, 2), (branch, 4), (helper, 1), (place_label, 3), (junk, 0.2)]
+                (lookup, 3), (map_value, 2), (branch, 4), (helper, 1), (place_label, 3), (junk, 0.2),
+                (spill_overwrite, 1)]
 
     def program(self, nsnippets: int) -> str:
         funcs, weights = zip(*self.SNIPPETS)
@@ -141,10 +181,55 @@ class Gen:
         for target in self.pending:
             self.emit(f"{target}:")
         lo, hi = self.hook.ret
-        self.emit(f"mov %r0, {self.rnd.randint(lo, hi)}" if self.rnd.random() < 0.9 else f"mov %r0, {self.reg()}",
-                  "exit")
+        if self.r0_from_r6:
+            self.emit("mov %r0, %r6", f"and %r0, {hi}")
+        else:
+            self.emit(f"mov %r0, {self.rnd.randint(lo, hi)}" if self.rnd.random() < 0.9 else f"mov %r0, {self.reg()}")
+        self.emit("exit")
         return "\n".join(self.lines) + "\n"
 
 
 def random_program(seed: int, hook: str, nsnippets: int) -> str:
     return Gen(random.Random(seed), hook).program(nsnippets)
+
+
+# ------------------------------------------------- programs too large to write out
+# Named by the case files' ``-- generate NAME ARG...`` sections.
+
+def call_chain(depth: int) -> str:
+    """``depth`` functions, each calling the next."""
+    lines = [".hook tick"]
+    for f in range(1, depth):
+        lines += [f"call local f{f}", "exit", f"f{f}:"]
+    return "\n".join(lines + ["mov %r0, 0", "exit"]) + "\n"
+
+
+def many_maps(count: int, value_size: int = 8) -> str:
+    """A program declaring ``count`` array maps of ``value_size`` bytes."""
+    maps = [f".map m{i} array value_size={value_size} max_entries=1" for i in range(count)]
+    return "\n".join([".hook tick", *maps, "mov %r0, 0", "exit"]) + "\n"
+
+
+def join_blowup(spills: int, jumps: int, skip: int = 0, regs: int = 4) -> str:
+    """Spilled constants, then a function of ``jumps`` ``jgt rX, K, +skip`` on
+    ``regs`` ctx scalars (each followed by ``skip`` slots of filler): every
+    slot a join point, and without precision no state there covers another
+    (each path bounds the scalars differently)."""
+    lines = [".hook tick"]
+    lines += [f"stdw [%r10-{8 * (i + 1)}], {i + 1}" for i in range(spills)]
+    lines += ["call local f", "mov %r0, 0", "exit", "f:"]
+    lines += [f"ldxw %r{2 + r}, [%r1+{16 + 4 * r}]" for r in range(regs)]
+    rnd = random.Random(jumps)
+    for j in range(jumps):
+        lines.append(f"jgt %r{2 + j % regs}, {rnd.randint(0, 1000)}, +{skip}")
+        lines += [f"mov %r6, {j}"] * skip
+    return "\n".join(lines + ["mov %r0, 0", "exit"]) + "\n"
+
+
+GENERATORS = {"call_chain": call_chain, "many_maps": many_maps, "join_blowup": join_blowup}
+
+
+def generated(spec: str) -> str:
+    """The program a ``-- generate`` line names: a generator and its integer arguments."""
+    name, *args = spec.split()
+    return GENERATORS[name](*map(int, args))

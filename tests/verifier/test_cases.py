@@ -1,7 +1,8 @@
 """The verifier case files: tests/verifier/cases/*.data.
 
 A file holds cases, each introduced by ``=== NAME``, with sections:
-``-- asm`` (the program, assembler text), then either ``-- accept`` (the
+``-- asm`` (the program, assembler text) or ``-- generate`` (a generator of
+program_gen and its arguments, for programs too large to write out), then either ``-- accept`` (the
 program must be accepted; a line under it is the exact final log line) or
 ``-- error`` (the exact error line, and optionally the register-state line).
 """
@@ -15,6 +16,7 @@ from gbpfd.isa.asm import assemble
 from gbpfd.verifier import verify
 
 from case_files import load_cases
+from program_gen import generated
 
 CASES_DIR = Path(__file__).parent / "cases"
 
@@ -29,9 +31,10 @@ def _all_cases():
 
 @pytest.mark.parametrize("path, name, sections", list(_all_cases()))
 def test_case(path, name, sections):
-    assert "asm" in sections and ("accept" in sections) != ("error" in sections), \
-        f"{path.name}: case {name} needs -- asm and one of -- accept / -- error"
-    program = assemble("\n".join(sections["asm"]), f"{path.name}:{name}")
+    assert ("asm" in sections) != ("generate" in sections) and ("accept" in sections) != ("error" in sections), \
+        f"{path.name}: case {name} needs one of -- asm / -- generate and one of -- accept / -- error"
+    text = "\n".join(sections["asm"]) if "asm" in sections else generated(sections["generate"][0])
+    program = assemble(text, f"{path.name}:{name}")
     verdict = verify(program)
     if "accept" in sections:
         assert verdict.accepted, "\n".join(verdict.log)

@@ -73,3 +73,34 @@ def test_scalar_text():
     assert sc.constant(-1).text() == "scalar(-1)"
     assert sc.unsigned_range(0, 31).text() == "scalar(umin=0,umax=31)"
     assert sc.UNKNOWN.text() == "scalar"
+
+
+def _member32(s: sc.Scalar, v: int) -> bool:
+    u32min, u32max, s32min, s32max = sc.bounds32(s)
+    low = v & sc.U32
+    return _member(s, v) and u32min <= low <= u32max and s32min <= sc.to_signed(low, 32) <= s32max
+
+
+@settings(max_examples=600, deadline=None)
+@given(ops=st.lists(st.sampled_from(sorted(sc.CONCRETE_JUMP)), min_size=1, max_size=3),
+       ks=st.lists(values, min_size=3, max_size=3), a=st.tuples(values, values), pick=values)
+def test_32_bit_refinements_keep_every_value_on_their_branches(ops, ks, a, pick):
+    """Chained jmp32 refinements (the later ones start from learnt 32-bit
+    bounds) keep the value, in the 64-bit bounds, the 32-bit ones and a mov32 of it."""
+    ra = _range(*a)
+    x = _inside(ra, pick)
+    d = ra
+    for op, k in zip(ops, ks):
+        taken = sc.CONCRETE_JUMP[op](x & sc.U32, k & sc.U32, 32)
+        refined = sc.refine32(op, d, sc.constant(k), taken)
+        assert refined is not None, "a reachable 32-bit branch was pruned"
+        d = refined[0]
+        assert _member32(d, x), (op, k, d.text(), x)
+        assert _member(sc.alu32("mov", d, d), x & sc.U32)
+
+
+def test_jmp32_bounds_print_and_cover():
+    low = sc.refine32("jgt", sc.UNKNOWN, sc.constant(15), False)[0]
+    assert low.text() == "scalar(u32min=0,u32max=15)"
+    assert sc.alu32("mov", low, low) == sc.unsigned_range(0, 15)
+    assert sc.UNKNOWN.contains(low) and not low.contains(sc.UNKNOWN)

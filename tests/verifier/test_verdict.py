@@ -12,12 +12,14 @@ from gbpfd.isa.asm import assemble
 from gbpfd.verifier import verify
 
 from case_files import load_cases
+from program_gen import generated
 
 CASES_DIR = Path(__file__).parent / "cases"
 
 
 def _case_programs() -> list:
-    return [assemble(sections["asm"], f"{path.name}:{name}")
+    return [assemble(sections["asm"] if "asm" in sections else generated(sections["generate"]),
+                     f"{path.name}:{name}")
             for path in sorted(CASES_DIR.glob("*.data")) for name, sections in load_cases(path)]
 
 
