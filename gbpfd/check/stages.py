@@ -16,7 +16,7 @@ STAGES = (
           "gbpfd.check.env_stage:run"),
     Stage("compile", "every device kernel compiled: registers, spills, stack frame, seconds", 300,
           "gbpfd.check.compile_stage:run"),
-    Stage("resident", "host calls timed beside a self-ending resident kernel", 60,
+    Stage("resident", "host calls timed beside a self-ending resident kernel", 90,
           "gbpfd.check.resident:run", GPU_ONLY),
     Stage("plane", "start, one admission by token, one through cta_admit, stop", 150,
           "gbpfd.check.plane_stage:run"),

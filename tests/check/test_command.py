@@ -11,7 +11,7 @@ def test_list_names_every_stage_with_its_bound(capsys):
     assert main(["check", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == list(NAMES)
-    assert lines[2].split()[1:5] == ["60", "s", "GPU", "only"]
+    assert lines[2].split()[1:5] == ["90", "s", "GPU", "only"]
 
 
 def test_env_and_plane_pass_on_the_simulated_device_and_gpu_stages_are_skipped(tmp_path, capsys):

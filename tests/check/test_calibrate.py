@@ -1,0 +1,313 @@
+"""Stage ``calibrate`` without a GPU: its kernels (and the bench kernels it
+borrows) compile to sm_90 PTX with their bounds, the analysis of synthetic
+stamps, the calibration file's round trip and every validation error, and
+the stage's bookkeeping of a measurement that fails."""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from cuda_stub import TARGET_CC, nvvm_missing_reason
+from gbpfd.check import calibrate as C
+from gbpfd.check.stage import StageContext, StageSkip
+
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
+
+GPU = {"name": "NVIDIA H200", "sms": 132, "cc": "9.0", "driver": "580.65.06"}
+PROVENANCE = {"gpu": GPU, "date": "2026-12-02T22:00:00+00:00", "command": C.COMMAND}
+
+
+@pytest.fixture(scope="module")
+def device_code():
+    reason = nvvm_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from gbpfd.ptx import compile_ptx, stand_in_device
+    path, imported = list(sys.path), "gpu_kernels" in sys.modules
+    with stand_in_device():
+        from gbpfd.check import gpu_clock
+        bench = C.bench_kernels()
+
+    def compile_(fn, sig):
+        text = compile_ptx(fn, sig)
+        assert f".target sm_{TARGET_CC[0]}{TARGET_CC[1]}" in text
+        return text
+    yield gpu_clock, bench, compile_
+    sys.path[:] = path   # bench_kernels() put bench/ on the path, as gbpfd bench does; the other tests do without
+    if not imported:
+        sys.modules.pop("gpu_kernels", None)
+
+
+@pytest.mark.parametrize("name, needles", [
+    ("atomic_chain", ("%globaltimer", "atom.global.add")),
+    ("mapped_echo", ("%globaltimer", "ld.acquire.sys.b64", "st.release.sys.b64")),
+    ("interference", ("%globaltimer", "%smid", "bar.red.and", "fma.rn.f32", "ld.global.f32")),
+    ("placement", ("%globaltimer", "%smid")),
+])
+def test_each_calibration_kernel_compiles_with_its_time_bound(device_code, name, needles):
+    gpu_clock, _, compile_ = device_code
+    text = compile_(getattr(gpu_clock, name), gpu_clock.SIGS[name])
+    for needle in needles:
+        assert needle in text, needle
+
+
+def test_ready_finds_each_kernels_launch_types_by_its_name(device_code):
+    gpu_clock, _, _ = device_code
+    for name in gpu_clock.SIGS:
+        assert getattr(gpu_clock, name).__name__ == name   # what ready() looks SIGS up by
+
+
+def test_four_interference_ctas_fit_on_one_sm_by_their_registers(device_code):
+    from gbpfd import ptx as P
+    if P.ptxas() is None:
+        pytest.skip("ptxas was not found on PATH or under the CUDA toolkit")
+    gpu_clock, _, compile_ = device_code
+    (cost,), _ = P.assemble(compile_(gpu_clock.interference, gpu_clock.SIGS["interference"]))
+    ctas = 1 + max(C.CO_RESIDENTS)
+    assert cost.registers * C.THREADS * ctas <= 65536   # sm_90: 64K registers per SM
+    assert cost.spill_stores == 0 and cost.stack_frame == 0
+
+
+def test_the_atomic_chain_cannot_overlap_its_atomics(device_code):
+    gpu_clock, _, compile_ = device_code
+    text = compile_(gpu_clock.atomic_chain, gpu_clock.SIGS["atomic_chain"])
+    assert "atom.global.add.u64" in text
+    assert "shr.u64" in text   # the next address is taken from the last result
+
+
+@pytest.mark.parametrize("name", ["clock_probe", "ping_pong"])
+def test_the_borrowed_bench_kernels_compile_with_the_types_the_stage_launches(device_code, name):
+    gpu_clock, bench, compile_ = device_code
+    text = compile_(getattr(bench, name), gpu_clock.BENCH_SIGS[name])
+    assert "%globaltimer" in text and "%clock64" in text
+
+
+def test_the_timer_resolution_is_the_smallest_nonzero_step():
+    assert C.timer_resolution(np.array([0, 1024, 32, 0, 992, 32])) == 32
+    with pytest.raises(ValueError, match="^no %globaltimer step was seen$"):
+        C.timer_resolution(np.zeros(4, np.int64))
+
+
+def test_cycles_per_ns_refuses_an_unfinished_span():
+    assert C.cycles_per_ns(1_000, 1_980) == pytest.approx(1.98)
+    with pytest.raises(ValueError, match=r"^the kernel's span is empty \(0 ns, 0 cycles\)$"):
+        C.cycles_per_ns(0, 0)
+
+
+def _rec(rows):
+    """Interference records from (sm, start, end, finished) tuples."""
+    from gbpfd.check import gpu_clock as G
+    out = np.full((len(rows), G.REC_COLUMNS), -1, np.int64)
+    for i, (sm, start, end, done) in enumerate(rows):
+        out[i, [G.REC_SM, G.REC_START, G.REC_END, G.REC_DONE]] = sm, start, end, done
+    return out
+
+
+def test_ctas_are_grouped_by_the_sm_they_report_and_unfinished_ones_dropped():
+    groups = C.sm_groups(_rec([(3, 0, 100, 1), (5, 10, 60, 1), (3, 0, 120, 1), (5, 0, 999, 0)]))
+    assert groups == {3: [100, 120], 5: [50]}
+
+
+def test_slowdown_compares_ctas_sharing_an_sm_with_ctas_alone():
+    alone = {0: [100], 1: [104], 2: [96]}                       # k = 0: one CTA per SM
+    pairs = {0: [190, 210], 1: [200, 200], 2: [100]}           # SM 2 got one CTA only: it counts as alone
+    fours = {0: [380, 400, 410, 420]}
+    ratios = C.slowdowns([alone, pairs, fours])
+    assert ratios == {0: pytest.approx(1.0), 1: pytest.approx(2.0), 3: pytest.approx(4.05)}
+
+
+def test_slowdown_needs_a_cta_alone():
+    with pytest.raises(ValueError, match="^no SM ran a CTA alone: there is nothing to compare with$"):
+        C.slowdowns([{0: [1, 2]}])
+
+
+def test_work_is_scaled_to_the_target_in_whole_chunks():
+    from gbpfd.check.gpu_clock import CHUNK
+    assert C.scaled_work(16_384, 500_000, 2_000_000) == 65_536
+    assert C.scaled_work(16_384, 3_000_000, 2_000_000) % CHUNK == 0
+    assert C.scaled_work(256, 1e12) == CHUNK      # never less than one chunk
+    with pytest.raises(ValueError, match="^a CTA of 256 iterations took 0 ns$"):
+        C.scaled_work(256, 0)
+
+
+def test_placement_summary_says_how_a_fresh_launch_spreads():
+    breadth_first = [0, 2, 4, 6, 1, 3, 5, 7, 0, 2, 4, 6, 1, 3, 5, 7]
+    assert C.placement_summary(breadth_first, 8) == {"placement_distinct_share": (1.0, "ratio"),
+                                                     "placement_most_per_sm": (2, "CTAs")}
+    packed = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    assert C.placement_summary(packed, 8)["placement_distinct_share"] == (0.25, "ratio")
+    most = C.placement_summary(packed, 8)["placement_most_per_sm"]
+    assert most == (4, "CTAs") and type(most[0]) is int   # a numpy integer would not go into JSON
+
+
+def test_spread_gives_p50_and_p99_scaled():
+    assert C.spread(list(range(1, 101)), "rtt_ns", "ns", 0.5) == {"rtt_ns_p50": (25.25, "ns"),
+                                                                 "rtt_ns_p99": (49.505, "ns")}
+    with pytest.raises(ValueError, match="^rtt_ns: no samples$"):
+        C.spread([], "rtt_ns", "ns")
+
+
+def test_a_calibration_written_loads_back_with_its_provenance_on_every_constant(tmp_path):
+    path = tmp_path / C.FILE
+    written = C.write_calibration(path, {"global_atomic_ns": (612.5, "ns"), "compute_slowdown_1": (1.97, "x")},
+                                  PROVENANCE)
+    loaded = C.load_calibration(path)
+    assert loaded == written
+    assert loaded["format"] == "gbpfd-calibration/1"
+    assert loaded["gpu"] == GPU and loaded["command"] == "gbpfd check --backend cuda --only calibrate"
+    assert loaded["constants"]["global_atomic_ns"] == {
+        "value": 612.5, "unit": "ns",
+        "source": "measured: NVIDIA H200, 2026-12-02T22:00:00+00:00, gbpfd check calibrate"}
+
+
+def test_writing_refuses_a_constant_that_could_not_be_loaded(tmp_path):
+    path = tmp_path / C.FILE
+    with pytest.raises(C.CalibrationError, match=r"constants\.cross_sm_round_trip_ns_p50\.value: expected a "
+                                                 r"finite number, got nan$"):
+        C.write_calibration(path, {"cross_sm_round_trip_ns_p50": (float("nan"), "ns")}, PROVENANCE)
+    assert not path.exists()
+
+
+def _good():
+    return {"format": C.FORMAT, "gpu": dict(GPU), "date": PROVENANCE["date"], "command": C.COMMAND,
+            "constants": {"x": {"value": 1.5, "unit": "ns", "source": "guess"}}}
+
+
+def _edit(doc, where, value):
+    """``doc`` with the field at dotted ``where`` set to ``value`` (``DELETE`` removes it)."""
+    doc = copy.deepcopy(doc)
+    *parents, last = where.split(".")
+    node = doc
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+DELETE = object()
+
+
+@pytest.mark.parametrize("where, value, message", [
+    ("format", "gbpfd-calibration/2", "format: expected 'gbpfd-calibration/1', got 'gbpfd-calibration/2'"),
+    ("format", DELETE, "format: missing"),
+    ("gpu", "H200", "gpu: expected an object, got 'H200'"),
+    ("gpu.name", DELETE, "gpu.name: missing"),
+    ("gpu.sms", "132", "gpu.sms: expected an integer, got '132'"),
+    ("gpu.sms", True, "gpu.sms: expected an integer, got True"),
+    ("gpu.cc", 9.0, "gpu.cc: expected a string, got 9.0"),
+    ("gpu.driver", None, "gpu.driver: expected a string, got None"),
+    ("date", "yesterday", "date: expected an ISO 8601 UTC date, got 'yesterday'"),
+    ("date", "2026-12-02T22:00:00+02:00", "date: expected an ISO 8601 UTC date, got '2026-12-02T22:00:00+02:00'"),
+    ("date", "2026-12-02T22:00:00", "date: expected an ISO 8601 UTC date, got '2026-12-02T22:00:00'"),
+    ("command", DELETE, "command: missing"),
+    ("constants", [], "constants: expected an object, got []"),
+    ("constants.x", 1.5, "constants.x: expected an object, got 1.5"),
+    ("constants.x.value", DELETE, "constants.x.value: missing"),
+    ("constants.x.value", "fast", "constants.x.value: expected a finite number, got 'fast'"),
+    ("constants.x.value", False, "constants.x.value: expected a finite number, got False"),
+    ("constants.x.unit", 3, "constants.x.unit: expected a string, got 3"),
+    ("constants.x.source", DELETE, "constants.x.source: missing"),
+    ("constants.x.source", "from a blog",
+     "constants.x.source: expected 'measured: ...', 'published: ...' or 'guess', got 'from a blog'"),
+])
+def test_each_bad_field_is_named_in_the_error(tmp_path, where, value, message):
+    path = tmp_path / C.FILE
+    path.write_text(json.dumps(_edit(_good(), where, value)))
+    with pytest.raises(C.CalibrationError) as err:
+        C.load_calibration(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_published_or_measured_source_loads(tmp_path):
+    path = tmp_path / C.FILE
+    doc = _edit(_good(), "constants.x.source", "published: NVIDIA H100 whitepaper, table 3")
+    path.write_text(json.dumps(doc))
+    assert C.load_calibration(path)["constants"]["x"]["source"].startswith("published: ")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "cannot read the calibration: No such file or directory"),
+    ("{", "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
+    ("[1]", "expected a JSON object, got list"),
+])
+def test_an_unreadable_file_is_refused_with_its_path(tmp_path, text, message):
+    path = tmp_path / C.FILE
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(C.CalibrationError) as err:
+        C.load_calibration(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+class _Dev:
+    def __init__(self, tmp_path):
+        self.ctx = StageContext("cuda", tmp_path)
+
+
+def test_a_failing_measurement_is_noted_and_the_others_still_run(tmp_path):
+    dev = _Dev(tmp_path)
+
+    def broken(_dev):
+        raise TimeoutError("ping_pong did not finish within 10.0 s")
+
+    constants, failed = C.collect(dev, (("atomic", lambda _d: {"global_atomic_ns": (600.0, "ns")}),
+                                        ("cross_sm", broken),
+                                        ("timer", lambda _d: {"globaltimer_resolution_ns": (32, "ns")})))
+    assert constants == {"global_atomic_ns": (600.0, "ns"), "globaltimer_resolution_ns": (32, "ns")}
+    assert failed == ["cross_sm"]
+    assert dev.ctx.notes == ["cross_sm: not measured: TimeoutError: ping_pong did not finish within 10.0 s"]
+    assert dev.ctx.figures["globaltimer_resolution_ns"] == {"value": 32, "unit": "ns"}
+
+
+def test_provenance_falls_back_to_the_cuda_version_without_nvidia_smi():
+    facts = {"gpu": "NVIDIA H200", "sms": 132, "compute_capability": "9.0", "driver": None,
+             "cuda_driver_api": "13.0"}
+    made = C.provenance(facts)
+    assert made["gpu"] == {"name": "NVIDIA H200", "sms": 132, "cc": "9.0", "driver": "CUDA 13.0"}
+    C.validate({"format": C.FORMAT, **made, "constants": {}}, "here")   # a date the loader accepts
+
+
+def test_the_stage_skips_on_the_simulated_device(tmp_path):
+    with pytest.raises(StageSkip, match="^needs a GPU: the constants are measured on the GPU they describe$"):
+        C.run(StageContext("sim", tmp_path))
+
+
+def test_the_slowdown_scales_the_work_then_compares_each_co_resident_count(tmp_path, monkeypatch):
+    from gbpfd.check import gpu_clock
+    dev = _Dev(tmp_path)
+    dev.sms, dev.G = 4, gpu_clock
+    launched = []
+
+    def fake_launch(_dev, kind, blocks, work):
+        """Every SM gets blocks / sms CTAs, which share its issue slots evenly (10 ns per iteration alone)."""
+        launched.append((kind, blocks, work))
+        per_sm = blocks // dev.sms
+        return {sm: [10 * work * per_sm] * per_sm for sm in range(dev.sms)}
+
+    monkeypatch.setattr(C, "_interference", fake_launch)
+    found = C.measure_slowdown(dev, gpu_clock.COMPUTE)
+    assert found == {"compute_slowdown_1": (2.0, "x"), "compute_slowdown_2": (3.0, "x"),
+                     "compute_slowdown_3": (4.0, "x"), "compute_cta_work": (199_936, "iterations")}
+    assert launched[0] == (gpu_clock.COMPUTE, 4, C.PROBE_WORK)       # the probe: one CTA per SM
+    assert [b for _, b, _ in launched[1:]] == [4, 8, 12, 16]         # then 1 + k CTAs per SM
+    assert dev.ctx.notes == []
+
+
+def test_a_co_resident_count_no_sm_ran_is_noted(tmp_path, monkeypatch):
+    from gbpfd.check import gpu_clock
+    dev = _Dev(tmp_path)
+    dev.sms, dev.G = 2, gpu_clock
+    # the scheduler put 3 CTAs on SM 0 and 1 on SM 1 where 2 per SM were asked: no SM ran exactly 2
+    monkeypatch.setattr(C, "_interference", lambda _d, _k, blocks, work: (
+        {0: [1000], 1: [1000]} if blocks == 2 else {0: [3000] * 3, 1: [1000]} if blocks == 4 else
+        {0: [3000] * 3, 1: [3000] * 3} if blocks == 6 else {0: [4000] * 4, 1: [4000] * 4}))
+    found = C.measure_slowdown(dev, gpu_clock.MEMORY)
+    assert "memory_slowdown_1" not in found and found["memory_slowdown_2"] == (3.0, "x")
+    assert dev.ctx.notes == ["memory slowdown: no SM ran 2 CTAs of one launch"]
