@@ -65,7 +65,7 @@ def _fields_table(fields, with_access: bool) -> str:
 def render_abi() -> str:
     out = [HEADER.format("abi.toml"), "# The gbpfd policy ABI\n\n",
            f"Limits: {LIMITS.stack_bytes}-byte stack per frame, {LIMITS.max_call_depth} frames, "
-           f"{LIMITS.max_maps} maps, {LIMITS.max_insns} slots per program, "
+           f"{LIMITS.max_maps} maps of at most {LIMITS.max_map_bytes} bytes in all, {LIMITS.max_insns} slots per program, "
            f"{LIMITS.max_tenants} tenants.\n\n## Hooks\n\n"]
     for hook in HOOKS.values():
         helpers = ", ".join(HELPERS[h].name for h in sorted(hook.helpers))
