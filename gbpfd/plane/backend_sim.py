@@ -21,7 +21,8 @@ class SimBackend:
         self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
 
     def describe(self) -> str:
-        return f"{self.device.gpu.name}, {self.total_slots} worker CTA slots (simulated)"
+        gpu = self.device.gpu
+        return f"{gpu.name}, {self.total_slots} worker CTA slots (simulated; calibration {gpu.calibration})"
 
     def start(self) -> None:
         self.arrays.host[HEADER.smid] = 0

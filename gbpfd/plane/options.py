@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gbpfd.plane.arrays import Periods
-from gbpfd.sim.model import SimGPU
+from gbpfd.sim.model import SimGPU, sim_gpu
 
 BACKENDS = ("auto", "cuda", "sim")
 
@@ -41,7 +41,7 @@ class PlaneOptions:
     heartbeat_timeout_ms: float = 50.0
     telemetry_period_s: float | None = 1.0
     persistent_launches: int = 64
-    sim: SimGPU = field(default_factory=SimGPU)
+    sim: SimGPU = field(default_factory=sim_gpu)
 
     def __post_init__(self):
         for name in ("wait_bound_us", "active_window_us", "ack_timeout_s", "heartbeat_timeout_ms"):

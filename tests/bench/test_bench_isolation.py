@@ -2,14 +2,14 @@
 reference is one wave, and each scenario really ran what it names."""
 from __future__ import annotations
 
-from gbpfd.sim.model import SimGPU
+from gbpfd.sim.model import sim_gpu
 from test_bench_overhead import run_sim
 
 
 def test_the_scenarios_run_what_they_name():
     entry = run_sim("isolation", sim_lc_kernels=8, sim_be_ctas=2640, sim_be_alone_ms=2)
     f, checks, p = entry["figures"], entry["checks"], entry["params"]
-    alone_us = SimGPU().launch_ns / 1000 + p["sim_lc_cta_us"]
+    alone_us = sim_gpu().launch_ns / 1000 + p["sim_lc_cta_us"]
     assert f["lc_p99_alone_us"]["value"] == alone_us and f["lc_p50_alone_us"]["value"] == alone_us
     # without priorities an LC kernel waits behind the BE kernel's queued CTAs; with them, for one BE CTA at most
     assert f["lc_p99_noplane_us"]["value"] > alone_us + p["sim_be_cta_us"]

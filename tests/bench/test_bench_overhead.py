@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gbpfd.bench.case import Case
 from gbpfd.bench.suite import run_case
-from gbpfd.sim.model import SimGPU
+from gbpfd.sim.model import sim_gpu
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -24,7 +24,7 @@ def run_sim(name: str, **sizes) -> dict:
 
 
 def test_every_admitted_cta_enters_once_and_the_reserved_sm_costs_a_wave():
-    gpu = SimGPU()
+    gpu = sim_gpu()
     whole = gpu.num_sms * gpu.slots_per_sm
     entry = run_sim("overhead", sim_ctas=whole, sim_cta_us=40, sim_reps=2)
     f, checks = entry["figures"], entry["checks"]

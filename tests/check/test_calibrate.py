@@ -4,8 +4,6 @@ stamps, the calibration file's round trip and every validation error, and
 the stage's bookkeeping of a measurement that fails."""
 from __future__ import annotations
 
-import copy
-import json
 import sys
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from cuda_stub import TARGET_CC, nvvm_missing_reason
 from gbpfd.check import calibrate as C
 from gbpfd.check.stage import StageContext, StageSkip
+from gbpfd.sim import calibration as F
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed (numba's own numba.cuda is not enough)")
 
@@ -151,101 +150,6 @@ def test_spread_gives_p50_and_p99_scaled():
         C.spread([], "rtt_ns", "ns")
 
 
-def test_a_calibration_written_loads_back_with_its_provenance_on_every_constant(tmp_path):
-    path = tmp_path / C.FILE
-    written = C.write_calibration(path, {"global_atomic_ns": (612.5, "ns"), "compute_slowdown_1": (1.97, "x")},
-                                  PROVENANCE)
-    loaded = C.load_calibration(path)
-    assert loaded == written
-    assert loaded["format"] == "gbpfd-calibration/1"
-    assert loaded["gpu"] == GPU and loaded["command"] == "gbpfd check --backend cuda --only calibrate"
-    assert loaded["constants"]["global_atomic_ns"] == {
-        "value": 612.5, "unit": "ns",
-        "source": "measured: NVIDIA H200, 2026-12-02T22:00:00+00:00, gbpfd check calibrate"}
-
-
-def test_writing_refuses_a_constant_that_could_not_be_loaded(tmp_path):
-    path = tmp_path / C.FILE
-    with pytest.raises(C.CalibrationError, match=r"constants\.cross_sm_round_trip_ns_p50\.value: expected a "
-                                                 r"finite number, got nan$"):
-        C.write_calibration(path, {"cross_sm_round_trip_ns_p50": (float("nan"), "ns")}, PROVENANCE)
-    assert not path.exists()
-
-
-def _good():
-    return {"format": C.FORMAT, "gpu": dict(GPU), "date": PROVENANCE["date"], "command": C.COMMAND,
-            "constants": {"x": {"value": 1.5, "unit": "ns", "source": "guess"}}}
-
-
-def _edit(doc, where, value):
-    """``doc`` with the field at dotted ``where`` set to ``value`` (``DELETE`` removes it)."""
-    doc = copy.deepcopy(doc)
-    *parents, last = where.split(".")
-    node = doc
-    for key in parents:
-        node = node[key]
-    if value is DELETE:
-        del node[last]
-    else:
-        node[last] = value
-    return doc
-
-
-DELETE = object()
-
-
-@pytest.mark.parametrize("where, value, message", [
-    ("format", "gbpfd-calibration/2", "format: expected 'gbpfd-calibration/1', got 'gbpfd-calibration/2'"),
-    ("format", DELETE, "format: missing"),
-    ("gpu", "H200", "gpu: expected an object, got 'H200'"),
-    ("gpu.name", DELETE, "gpu.name: missing"),
-    ("gpu.sms", "132", "gpu.sms: expected an integer, got '132'"),
-    ("gpu.sms", True, "gpu.sms: expected an integer, got True"),
-    ("gpu.cc", 9.0, "gpu.cc: expected a string, got 9.0"),
-    ("gpu.driver", None, "gpu.driver: expected a string, got None"),
-    ("date", "yesterday", "date: expected an ISO 8601 UTC date, got 'yesterday'"),
-    ("date", "2026-12-02T22:00:00+02:00", "date: expected an ISO 8601 UTC date, got '2026-12-02T22:00:00+02:00'"),
-    ("date", "2026-12-02T22:00:00", "date: expected an ISO 8601 UTC date, got '2026-12-02T22:00:00'"),
-    ("command", DELETE, "command: missing"),
-    ("constants", [], "constants: expected an object, got []"),
-    ("constants.x", 1.5, "constants.x: expected an object, got 1.5"),
-    ("constants.x.value", DELETE, "constants.x.value: missing"),
-    ("constants.x.value", "fast", "constants.x.value: expected a finite number, got 'fast'"),
-    ("constants.x.value", False, "constants.x.value: expected a finite number, got False"),
-    ("constants.x.unit", 3, "constants.x.unit: expected a string, got 3"),
-    ("constants.x.source", DELETE, "constants.x.source: missing"),
-    ("constants.x.source", "from a blog",
-     "constants.x.source: expected 'measured: ...', 'published: ...' or 'guess', got 'from a blog'"),
-])
-def test_each_bad_field_is_named_in_the_error(tmp_path, where, value, message):
-    path = tmp_path / C.FILE
-    path.write_text(json.dumps(_edit(_good(), where, value)))
-    with pytest.raises(C.CalibrationError) as err:
-        C.load_calibration(path)
-    assert str(err.value) == f"{path}: {message}"
-
-
-def test_a_published_or_measured_source_loads(tmp_path):
-    path = tmp_path / C.FILE
-    doc = _edit(_good(), "constants.x.source", "published: NVIDIA H100 whitepaper, table 3")
-    path.write_text(json.dumps(doc))
-    assert C.load_calibration(path)["constants"]["x"]["source"].startswith("published: ")
-
-
-@pytest.mark.parametrize("text, message", [
-    (None, "cannot read the calibration: No such file or directory"),
-    ("{", "not JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"),
-    ("[1]", "expected a JSON object, got list"),
-])
-def test_an_unreadable_file_is_refused_with_its_path(tmp_path, text, message):
-    path = tmp_path / C.FILE
-    if text is not None:
-        path.write_text(text)
-    with pytest.raises(C.CalibrationError) as err:
-        C.load_calibration(path)
-    assert str(err.value) == f"{path}: {message}"
-
-
 class _Dev:
     def __init__(self, tmp_path):
         self.ctx = StageContext("cuda", tmp_path)
@@ -271,7 +175,7 @@ def test_provenance_falls_back_to_the_cuda_version_without_nvidia_smi():
              "cuda_driver_api": "13.0"}
     made = C.provenance(facts)
     assert made["gpu"] == {"name": "NVIDIA H200", "sms": 132, "cc": "9.0", "driver": "CUDA 13.0"}
-    C.validate({"format": C.FORMAT, **made, "constants": {}}, "here")   # a date the loader accepts
+    F.validate({"format": F.FORMAT, **made, "constants": {}}, "here")   # a date the loader accepts
 
 
 def test_the_stage_skips_on_the_simulated_device(tmp_path):

@@ -34,7 +34,7 @@ def test_launch_words_are_made_once_and_handed_out_zeroed_until_none_is_left():
     cuda = FakeCuda()
     words = LaunchWords(cuda, 2)
     made = FakeCuda.allocations
-    (a, i), (b, j) = words.take(), words.take()
+    (a, i), (_, j) = words.take(), words.take()
     assert {i, j} == {0, 1} and words.take() is None
     a.copy_to_device(np.array([7]))
     words.give(i)

@@ -15,7 +15,7 @@ from gbpfd.plane.options import PlaneOptions
 from gbpfd.plane.plane import Plane
 from gbpfd.policies.catalog import baseline_programs
 from gbpfd.sim.device import SimDevice
-from gbpfd.sim.model import SimGPU
+from gbpfd.sim.model import sim_gpu
 
 MS = 1_000_000
 WEIGHTED = {"tenants": {"heavy": {"class": "best-effort", "weight": 3, "max_ctas": 4096},
@@ -145,7 +145,7 @@ def test_swap_accounting_between_ticks():
 
 def bare_device() -> SimDevice:
     """A simulated GPU with no plane started on it: every SM's slots are free."""
-    return SimDevice(allocate(), SimGPU())
+    return SimDevice(allocate(), sim_gpu())
 
 
 def test_an_ungated_kernel_fills_every_sm_of_a_gpu_without_a_plane():
