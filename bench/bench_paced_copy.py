@@ -37,7 +37,7 @@ TITLE = "paced copy: achieved rate against the quota's rate, for several quotas"
 BACKENDS = ("cuda", "sim")
 PARAMS = {"epochs": (1_000, 50), "chunk_kib": (64, 64), "ctas": (32, 32)}
 TARGETS = (
-    Target("copy_rate_error_max", "<=", 0.10, "within 10% of the quota's rate", "issue 5"),
+    Target("copy_rate_error_max", "<=", 0.10, "within 10% of the quota's rate", "the DMA-pacing accuracy requirement"),
 )
 #: the demo's copy tenant (quotas/demo.toml: 1 MiB per epoch)
 COPY_TENANT = "batch"
@@ -82,7 +82,8 @@ def _report(run, rows: list[dict]) -> None:
         run.check(f"paced_bytes_{name}", r["paced_bytes"])
         run.check(f"bypassed_{name}", r["bypassed"])
     run.figure("copy_rate_error_max", max(abs(v - 1) for v in ratios.values()), "fraction", len(ratios))
-    run.bar_chart("copy_rate_ratio", ratios, "achieved/target", target=1.0)
+    tolerance = TARGETS[0].bound  # the target is a band around the quota's rate, not the rate itself
+    run.bar_chart("copy_rate_ratio", ratios, "achieved/target", band=(1 - tolerance, 1 + tolerance))
 
 
 # ------------------------------------------------------------ simulated device

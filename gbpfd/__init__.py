@@ -33,3 +33,8 @@ def __getattr__(name: str):
         from gbpfd.quotas.load import load_quotas
         return load_quotas
     raise AttributeError(f"module 'gbpfd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are not in the module's namespace until first used; list them for tab completion.
+    return sorted({*globals(), *__all__})

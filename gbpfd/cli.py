@@ -1,28 +1,46 @@
 """The ``gbpfd`` command line.  Other tools drive it, so its output formats
-and exit codes are stable:
-
-* 0: success (``verify``: accepted)
-* 1: the program was rejected by the verifier, or faulted under ``exec``
-* 2: the input could not be read or parsed, or the command line is wrong
-"""
+and exit codes are stable (``EXIT_CODES``, printed by ``gbpfd --help``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from gbpfd import __version__
 from gbpfd.errors import GbpfdError, InputError
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED = 130, 141  # as a shell reports SIGINT and SIGPIPE
+DESCRIPTION = """\
+The device side of an extensible GPU policy plane: verified eBPF policies for
+CTA admission, warp throttling and DMA pacing, on a GPU or on the simulated
+device.  `gbpfd COMMAND --help` describes each command."""
+EXIT_CODES = """\
+exit codes:
+  0    success (verify: accepted)
+  1    rejected by the verifier, a fault under exec, a failed bench case,
+       or another gbpfd error (a plane that cannot start)
+  2    the input could not be read, parsed or written, or a wrong command line
+  130  interrupted (Ctrl-C)
+  141  the output was closed first (as in `gbpfd top | head -1`)"""
 
 
 def _cmd_asm(args) -> int:
     from gbpfd.isa.load import load_program
     program = load_program(args.input, section=args.section)
-    if program.maps or program.hook:
-        print(f"{args.input}: note: raw bytecode does not carry the .hook and .map "
-              "declarations; pass --hook to verify it", file=sys.stderr)
-    with open(args.output, "wb") as fh:
-        fh.write(program.to_bytes())
+    if program.maps:
+        names = ", ".join(m.name for m in program.maps)
+        raise InputError(f"the program declares {len(program.maps)} map{'s' if len(program.maps) > 1 else ''} "
+                         f"({names}), which raw bytecode cannot carry, so the .bin would never verify: "
+                         "verify, load or disasm the source itself", path=args.input)
+    try:
+        with open(args.output, "wb") as fh:
+            fh.write(program.to_bytes())
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror}", path=args.output) from None
+    if program.hook:
+        print(f"{args.input}: note: raw bytecode does not carry the .hook declaration; "
+              f"pass --hook {program.hook} to verify it", file=sys.stderr)
     return EXIT_OK
 
 
@@ -42,7 +60,16 @@ def _cmd_verify(args) -> int:
         print(verdict.log[-1])
         return EXIT_OK
     print("\n".join(verdict.log), file=sys.stderr)
+    if args.input.endswith(".bin") and not program.maps and _references_maps(program):
+        print(f"{args.input}: note: raw bytecode carries no .map declarations, so its map references "
+              "resolve to nothing: verify the .s or .o it was built from", file=sys.stderr)
     return EXIT_REJECTED
+
+
+def _references_maps(program) -> bool:
+    from gbpfd.isa.table import ROWS
+    lddw_maps = {(r.opcode, r.rules["src"]) for r in ROWS if r.op in ("lddw_map", "lddw_map_value")}
+    return any((i.opcode, i.src) in lddw_maps for i in program.insns)
 
 
 def _parse_hex(text: str, what: str) -> bytes:
@@ -79,20 +106,12 @@ def _cmd_exec(args) -> int:
 def _cmd_demo(args) -> int:
     import json
 
+    from gbpfd.bench.progress import fraction_bar
     from gbpfd.demo import DemoConfig, format_report, run_demo
     report = run_demo(DemoConfig(seconds=args.seconds, backend=args.backend),
-                      progress=None if args.json else _progress_bar("demo"))
+                      progress=None if args.json else fraction_bar("demo"))
     print(json.dumps(report) if args.json else format_report(report))
     return EXIT_OK
-
-
-def _progress_bar(label: str):
-    def show(fraction: float) -> None:
-        filled = int(fraction * 30)
-        end = "\n" if fraction >= 1 else ""
-        print(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}", end=end, file=sys.stderr,
-              flush=True)
-    return show
 
 
 def _cmd_bench(args) -> int:
@@ -104,8 +123,7 @@ def _cmd_top(args) -> int:
     import json
     import time
 
-    from gbpfd.demo import DemoConfig
-    from gbpfd.demo.run import demo_quotas_path
+    from gbpfd.demo.run import DemoConfig, demo_quotas_path
     from gbpfd.plane.plane import Plane
     from gbpfd.top import format_frame, frame
     frames = 1 if args.once else args.frames
@@ -117,7 +135,7 @@ def _cmd_top(args) -> int:
         print(f"gbpfd top: backend {plane.backend_name} ({plane.backend_reason})", file=sys.stderr)
         if plane.simulated and not args.idle:
             from gbpfd.demo.sim_workload import SimDemoWorkload
-            SimDemoWorkload(plane, DemoConfig(backend="sim"), args.interval * (frames or 10 ** 6))
+            SimDemoWorkload.over_all_tenants(plane, DemoConfig(backend="sim"), args.interval * (frames or 10 ** 6))
         n = 0
         while frames is None or n < frames:
             n += 1
@@ -131,9 +149,13 @@ def _cmd_top(args) -> int:
     return EXIT_OK
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gbpfd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; a subcommand is registered on the returned
+    parser's subparsers (``docs/cli.md`` is generated from it)."""
+    parser = argparse.ArgumentParser(prog="gbpfd", description=DESCRIPTION, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"gbpfd {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def program_command(name: str, help_: str):
         cmd = sub.add_parser(name, help=help_)
@@ -174,7 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     cmd.add_argument("--frames", type=int, help="stop after this many frames (default: until Ctrl-C)")
     cmd.add_argument("--once", action="store_true", help="print one frame and exit")
     cmd.add_argument("--json", action="store_true", help="one JSON record per frame")
-    cmd.add_argument("--idle", action="store_true", help="on the simulated device, run no demo workload")
+    cmd.add_argument("--idle", action="store_true", help="on the simulated device, run no workload (by default "
+                     "every tenant of the quota file gets kernels, and copies where it has a DMA rate)")
     cmd.set_defaults(run=_cmd_top)
 
     cmd = sub.add_parser("check", help="the first thing to run on a GPU: staged, bounded checks into check.jsonl")
@@ -188,21 +211,51 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as err:  # argparse already printed the usage error
-        return EXIT_BAD_INPUT if err.code else EXIT_OK
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as err:  # argparse already printed the usage error (or --help, --version)
+            return EXIT_BAD_INPUT if err.code else EXIT_OK
+        code = _run(args)
+        sys.stdout.flush()  # here, not at exit, where a closed pipe could no longer be caught
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_OUTPUT_CLOSED
+
+
+def _run(args) -> int:
     try:
         return args.run(args)
     except (InputError, ValueError) as err:
-        print(f"gbpfd {args.command}: {err}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(args, str(err), EXIT_BAD_INPUT)
     except GbpfdError as err:
-        print(f"gbpfd {args.command}: {err}", file=sys.stderr)
-        return EXIT_REJECTED
+        return _fail(args, str(err), EXIT_REJECTED)
+    except BrokenPipeError:
+        raise
+    except OSError as err:  # a file the command had to read or write, named with the system's reason
+        where = f"{err.filename}: " if err.filename is not None else ""
+        return _fail(args, f"{where}{err.strerror or err}", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def _fail(args, message: str, code: int) -> int:
+    print(f"gbpfd {args.command}: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what is
+    still buffered cannot raise BrokenPipeError again on the way out."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a stream with no descriptor (tests)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,12 @@ def test_demo_json_prints_one_object(capsys):
     assert err == ""  # no progress bar in --json mode
 
 
-def test_demo_text_report_with_progress(capsys):
+def test_demo_text_report_says_its_backend_and_draws_no_progress_off_a_terminal(capsys):
     code, out, err = run_cli(capsys, "demo", "--backend", "sim", "--seconds", "0.02")
     assert code == 0, err
     assert out.startswith("gbpfd demo: backend sim (SIMULATED: modelled device, not GPU figures): "
                           "asked for the simulated device\n")
-    assert err.rstrip("\n").endswith("100%")
-    assert err.startswith("\rdemo [")
+    assert err == ""   # pytest's captured stderr is not a terminal
 
 
 @pytest.mark.parametrize("value", ["abc", ""])

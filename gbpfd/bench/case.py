@@ -7,7 +7,7 @@ A case is one module in ``bench/`` that declares:
   ``"host"`` is the form that needs no device (the verifier, the CPU VMs):
   it runs where the suite's backend is not in the list;
 * ``PARAMS``: ``{name: (full, quick)}`` sizes; ``--quick`` picks the second;
-* ``TARGETS``: the figures the issues set, as ``Target`` rows;
+* ``TARGETS``: the bounds the project's requirements set on its figures, as ``Target`` rows;
 * ``measure(run: CaseRun) -> None``, which reports through ``run``;
 * optionally ``ORDER`` (default 50): the suite runs cases by it, then by
   name; a case whose failure could wedge the GPU runs late, so a hang
@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from gbpfd.bench.stats import quantiles
+from gbpfd.errors import InputError
 
 BACKEND_KINDS = ("cuda", "sim", "host")
+_TYPE_WORDS = {int: "an integer", float: "a number"}
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @dataclass(frozen=True)
 class Target:
     """A bound a figure should meet: ``figure op bound`` (``text`` says it
-    in words, ``source`` says who set it)."""
+    in words, ``source`` names the requirement it comes from, in words a
+    reader can follow: no tracker numbers)."""
     figure: str
     op: str
     bound: float
@@ -80,10 +83,15 @@ class CaseRun:
         hardware floor the other curves are drawn against."""
         self.cdfs[name] = {"unit": unit, "samples": len(samples), "floor": floor, "quantiles": quantiles(samples)}
 
-    def bar_chart(self, name: str, values: dict, unit: str, *, target: float | None = None) -> None:
-        """Bars ``{label: value}`` in one chart, with the target drawn as a line when given."""
+    def bar_chart(self, name: str, values: dict, unit: str, *, target: float | None = None,
+                  band: tuple[float, float] | None = None) -> None:
+        """Bars ``{label: value}`` in one chart, with the target drawn as a
+        line, or as a shaded ``band`` (low, high) where it is a tolerance."""
+        if target is not None and band is not None:
+            raise ValueError(f"case {self.name}: bar chart {name!r} takes a target line or a band, not both")
         self.bars[name] = {"unit": unit, "values": {k: None if v is None else round(float(v), 4)
-                                                   for k, v in values.items()}, "target": target}
+                                                   for k, v in values.items()}, "target": target,
+                           "band": None if band is None else [float(band[0]), float(band[1])]}
 
     def check(self, name: str, value) -> None:
         """A fact that makes the figures trustworthy (requests answered, SMs used...)."""
@@ -130,7 +138,15 @@ class Case:
         params = {k: v[1] if quick else v[0] for k, v in self.params.items()}
         for key, value in overrides.items():
             if key not in params:
-                raise ValueError(f"--set {self.name}.{key}: case {self.name} has no parameter {key!r} "
+                raise InputError(f"--set {self.name}.{key}: case {self.name} has no parameter {key!r} "
                                  f"(it has {', '.join(params) or 'none'})")
-            params[key] = type(params[key])(value)
+            params[key] = self._converted(key, value, params[key])
         return params
+
+    def _converted(self, key: str, value: str, default):
+        """``value`` as the parameter's type, which its default gives."""
+        try:
+            return type(default)(value)
+        except ValueError:
+            kind = _TYPE_WORDS.get(type(default), type(default).__name__)
+            raise InputError(f"--set {self.name}.{key}={value}: {key} is {kind} (default {default!r})") from None

@@ -1,11 +1,28 @@
-"""The suite's progress bar: one line redrawn in place on a terminal, one
-line per step in a log (a GPU machine's output is a file)."""
+"""Progress bars.  The suite's: one line redrawn in place on a terminal, one
+line per step in a log (a GPU machine's output is a file).  The demo's
+fraction bar: on a terminal only, since redrawn frames are noise in a log."""
 from __future__ import annotations
 
 import sys
 import time
 
 WIDTH = 24
+FRACTION_WIDTH = 30
+
+
+def fraction_bar(label: str, stream=None):
+    """A ``show(fraction)`` that redraws ``label [###...] 50%`` in place, or
+    None when ``stream`` (default stderr) is not a terminal."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+
+    def show(fraction: float) -> None:
+        filled = int(fraction * FRACTION_WIDTH)
+        stream.write(f"\r{label} [{'#' * filled}{'.' * (FRACTION_WIDTH - filled)}] {fraction:4.0%}"
+                     + ("\n" if fraction >= 1 else ""))
+        stream.flush()
+    return show
 
 
 class Progress:

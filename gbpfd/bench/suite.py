@@ -1,9 +1,9 @@
 """``gbpfd bench``: run the cases of ``bench/`` in one process and keep one
 JSON record of the run (plus its plots).
 
-A GPU run's record goes to ``--out`` (default ``bench/results``); a
-simulated run's goes to ``<out>/sim``, apart, and says SIMULATED in every
-case.  A case that fails is recorded with its error and the suite goes on:
+A GPU run's record goes to ``--out`` (default: the user's results folder,
+``options.default_results_dir``); a simulated run's goes to ``<out>/sim``,
+apart, and says SIMULATED in every case.  A case that fails is recorded with its error and the suite goes on:
 one broken measurement must not cost the others on a 10-minute GPU call.
 """
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 from gbpfd.bench.case import Case, CaseRun
 from gbpfd.bench.machine import REPO, machine, provenance
-from gbpfd.bench.options import add_arguments
+from gbpfd.bench.options import add_arguments, default_results_dir
 from gbpfd.bench.progress import Progress
+from gbpfd.errors import InputError
 from gbpfd.plane.gpu_probe import load_modules_eagerly
 
 load_modules_eagerly()  # before any case can start the driver
@@ -75,10 +76,10 @@ def _parse_sets(items: list[str], cases: dict[str, Case]) -> dict[str, dict]:
     for item in items:
         m = re.fullmatch(r"(\w+)\.(\w+)=(.+)", item)
         if not m:
-            raise ValueError(f"--set {item!r}: expected CASE.PARAM=VALUE")
+            raise InputError(f"--set {item!r}: expected CASE.PARAM=VALUE")
         name, key, value = m.groups()
         if name not in cases:
-            raise ValueError(f"--set {item!r}: no case {name!r} (cases: {', '.join(cases)})")
+            raise InputError(f"--set {item!r}: no case {name!r} (cases: {', '.join(cases)})")
         overrides.setdefault(name, {})[key] = value
     return overrides
 
@@ -199,10 +200,11 @@ def run_from_args(args, command: str) -> int:
     if args.list:
         print(list_cases())
         return 0
+    out = args.out or default_results_dir()
     record = run_suite(args.names, backend=args.backend, quick=args.quick, sets=args.set,
                        progress=not args.no_progress, command=command, case_timeout_s=args.case_timeout,
-                       after_case=lambda partial: write_record(partial, args.out))
-    path = write_record(record, args.out)
+                       after_case=lambda partial: write_record(partial, out))
+    path = write_record(record, out)
     plots = []
     if not args.no_plots:
         from gbpfd.bench.plots import PlotsUnavailable, draw_plots

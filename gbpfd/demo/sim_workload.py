@@ -1,6 +1,8 @@
 """The demo's workload on the simulated device."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from gbpfd.demo.report import class_shares, percentiles_us
@@ -15,33 +17,51 @@ BE_BLOCKS = 10_000_000
 class SimDemoWorkload:
     """The demo's kernels and copies on the simulated device: persistent
     best-effort tenants that never run out of blocks, a latency-critical
-    gate-mode kernel every ``lc_period_us``, and a paced copy that starts
-    again as soon as it ends."""
+    gate-mode kernel every ``lc_period_us`` for each of ``lc_tenants``, and
+    for each of ``copy_tenants`` a paced copy that starts again as soon as it
+    ends.  The demo names its tenants in ``cfg``; ``over_all_tenants``
+    serves any quota file."""
 
-    def __init__(self, plane: Plane, cfg, seconds: float):
+    def __init__(self, plane: Plane, cfg, seconds: float, *, lc_tenants: tuple[int, ...] | None = None,
+                 copy_tenants: tuple[int, ...] | None = None):
         self.plane, self.cfg = plane, cfg
         self.d = plane.device
         self.start = self.d.now
         self.end = self.start + int(seconds * 1e9)
         self.lc_runs, self.copies, self.swapped = [], [], []
         qs = plane.quotas
+        self.lc_tenants = (qs.index(cfg.lc_tenant),) if lc_tenants is None else lc_tenants
+        self.copy_tenants = (qs.index(cfg.copy_tenant),) if copy_tenants is None else copy_tenants
         for t in qs.tenants:
             if not t.latency_critical:
                 self.d.launch(qs.index(t.name), blocks=BE_BLOCKS, block_ns=cfg.be_block_us * 1000, mode="persistent")
-        self._launch_lc()
-        self._copy_again()
+        for tenant in self.lc_tenants:
+            self._launch_lc(tenant)
+        for tenant in self.copy_tenants:
+            self._copy_again(tenant)
 
-    def _launch_lc(self) -> None:
+    @classmethod
+    def over_all_tenants(cls, plane: Plane, cfg, seconds: float) -> SimDemoWorkload:
+        """The same kernels for whatever tenants the plane's quota file has:
+        gate-mode kernels for each latency-critical one, a paced copy for
+        each one with a DMA rate."""
+        tenants = plane.quotas.tenants
+        return cls(plane, cfg, seconds,
+                   lc_tenants=tuple(i for i, t in enumerate(tenants) if t.latency_critical),
+                   copy_tenants=tuple(i for i, t in enumerate(tenants) if t.dma_bytes_per_epoch > 0))
+
+    def _launch_lc(self, tenant: int) -> None:
         d, cfg = self.d, self.cfg
         if d.now < self.end:
-            self.lc_runs.append(d.launch(self.plane.quotas.index(cfg.lc_tenant), blocks=cfg.lc_ctas,
-                                         block_ns=cfg.lc_cta_us * 1000, mode="gate"))
-            d.at(d.now + cfg.lc_period_us * 1000, self._launch_lc)
+            self.lc_runs.append(d.launch(tenant, blocks=cfg.lc_ctas, block_ns=cfg.lc_cta_us * 1000, mode="gate"))
+            d.at(d.now + cfg.lc_period_us * 1000, self._launch_lc, tenant)
 
-    def _copy_again(self, _run=None) -> None:
+    def _copy_again(self, tenant: int, _finished=None) -> None:
+        # a chunk is granted whole from one epoch's byte tokens: a larger one would wait forever
+        chunk = min(self.cfg.copy_chunk, self.plane.quotas.tenants[tenant].dma_bytes_per_epoch)
         if self.d.now < self.end:
-            self.copies.append(self.d.copy(self.plane.quotas.index(self.cfg.copy_tenant), self.cfg.copy_bytes,
-                                           chunk=self.cfg.copy_chunk, on_done=self._copy_again))
+            self.copies.append(self.d.copy(tenant, self.cfg.copy_bytes, chunk=chunk,
+                                           on_done=partial(self._copy_again, tenant)))
 
     def run_until(self, fraction: float) -> None:
         self.d.run_until(self.start + int((self.end - self.start) * fraction))

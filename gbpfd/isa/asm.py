@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 
 from gbpfd.errors import AsmError
-from gbpfd.isa.abi import HELPER_BY_NAME, HOOKS, MAP_KINDS
+from gbpfd.isa.abi import HELPER_BY_NAME, HOOKS, LIMITS, MAP_KINDS
 from gbpfd.isa.disasm import NAME_RE
-from gbpfd.isa.insn import NREGS, Insn
+from gbpfd.isa.insn import NREGS, Insn, _unsupported_message
 from gbpfd.isa.program import MapDef, Program
-from gbpfd.isa.table import BY_MNEMONIC, FIELDS, Row
+from gbpfd.isa.table import BY_MNEMONIC, FIELDS, Row, unsupported_reason
 
 _LABEL_DEF = re.compile(r"\s*(" + NAME_RE.pattern + r")\s*:(?=\s|$)")
 _WORD = re.compile(r"\S+")
@@ -26,6 +26,14 @@ _MEM = re.compile(r"\[\s*(\S+?)\s*(?:([-+])\s*(\S+?))?\s*\]")
 _MAP_REF = re.compile(r"(#[-+]?[0-9]+|" + NAME_RE.pattern + r")")
 _RAW = re.compile(r"0[xX][0-9a-fA-F]{16}")
 _MAP_SIZE = re.compile(r"(value_size|max_entries)=(\S*)")
+
+#: the bpf_conformance assembler's other spellings of gbpfd mnemonics (the disassembler prints gbpfd's)
+ALIASES = {"bswap16": "swap16", "bswap32": "swap32", "bswap64": "swap64"}
+#: that assembler's label for the program's first ``exit``, used when the program defines no ``exit:``
+IMPLICIT_EXIT_LABEL = "exit"
+#: mnemonics of the bpf_conformance suite outside gbpfd's groups -> an opcode they encode (RFC 9669:
+#: BPF_STX | BPF_ATOMIC | BPF_DW; BPF_JMP | BPF_CALL | BPF_X), whose table entry says why it is refused
+_UNSUPPORTED_OPCODE = {"lock": 0xdb, "callx": 0x8d}
 
 # operand kind -> syntactic shape it takes
 _SHAPE = {"dst": "reg", "src": "reg", "imm": "plain", "off": "plain", "imm64": "plain",
@@ -65,6 +73,7 @@ class _Context:
         self.map_defs: dict[str, tuple[int, MapDef]] = {}  # name -> (index, map)
         self.pending: list[_Pending | tuple[Insn, int]] = []
         self.slots = 0
+        self.first_exit: int | None = None  # slot of the first exit, for IMPLICIT_EXIT_LABEL
         self.hook: str | None = None
         self.name: str | None = None
 
@@ -187,7 +196,15 @@ def _raw_directive(ctx: _Context, head: Token, rest: Token) -> None:
     if not _RAW.fullmatch(word.text):
         raise ctx.error(word, f"expected 0x and 16 hex digits (one 8-byte slot), got '{word.text}'")
     ctx.pending.append((Insn.from_bytes(bytes.fromhex(word.text[2:])), head.line))
-    ctx.slots += 1
+    _add_slots(ctx, head, 1)
+
+
+def _add_slots(ctx: _Context, head: Token, n: int) -> None:
+    """Count the slots of one more instruction, refusing a program too long
+    to load as soon as it passes the limit, not after reading it all."""
+    ctx.slots += n
+    if ctx.slots > LIMITS.max_insns:
+        raise ctx.error(head, f"the program passes {LIMITS.max_insns} slots, the most a program may have")
 
 
 def _map_directive(ctx: _Context, head: Token, rest: Token) -> None:
@@ -249,12 +266,27 @@ def _shape(token: Token) -> str:
 
 
 def _instruction(ctx: _Context, head: Token, operands: list[Token]) -> None:
-    candidates = BY_MNEMONIC.get(head.text.lower())
+    mnemonic = head.text.lower()
+    mnemonic = ALIASES.get(mnemonic, mnemonic)
+    _refuse_unsupported(ctx, head, mnemonic, operands)
+    candidates = BY_MNEMONIC.get(mnemonic)
     if candidates is None:
         raise ctx.error(head, f"unknown mnemonic '{head.text}'")
     row = _choose_row(ctx, head, candidates, operands)
+    if row.op == "exit" and ctx.first_exit is None:
+        ctx.first_exit = ctx.slots
     ctx.pending.append(_Pending(row, tuple(operands), ctx.slots, head.line))
-    ctx.slots += row.slots
+    _add_slots(ctx, head, row.slots)
+
+
+def _refuse_unsupported(ctx: _Context, head: Token, mnemonic: str, operands: list[Token]) -> None:
+    """Atomics and call-by-register, in that suite's syntax (``call %r2`` is
+    its callx), are refused with the verifier's reason, not as unknown."""
+    if mnemonic == "call" and operands and _shape(operands[0]) == "reg":
+        mnemonic = "callx"
+    if mnemonic in _UNSUPPORTED_OPCODE:
+        entry = unsupported_reason(_UNSUPPORTED_OPCODE[mnemonic], 0)
+        raise ctx.error(head, _unsupported_message(f"'{mnemonic}'", entry))
 
 
 def _choose_row(ctx: _Context, head: Token, candidates, operands: list[Token]) -> Row:
@@ -327,9 +359,7 @@ def _relative(ctx: _Context, token: Token, item: _Pending, bits: int) -> int:
     if _INT.fullmatch(token.text):
         offset = _int(ctx, token)
     elif NAME_RE.fullmatch(token.text):
-        if token.text not in ctx.labels:
-            raise ctx.error(token, f"undefined label '{token.text}'")
-        offset = ctx.labels[token.text][0] - item.slot - 1
+        offset = _label_slot(ctx, token) - item.slot - 1
     else:
         raise ctx.error(token, f"expected a jump offset or label, got '{token.text}'")
     _check_fits(ctx, token, offset, "jump offset", bits)
@@ -338,6 +368,14 @@ def _relative(ctx: _Context, token: Token, item: _Pending, bits: int) -> int:
         raise ctx.error(token, f"jump target slot {target} is outside the program "
                                f"(slots 0-{ctx.slots - 1})")
     return offset
+
+
+def _label_slot(ctx: _Context, token: Token) -> int:
+    if token.text in ctx.labels:
+        return ctx.labels[token.text][0]
+    if token.text == IMPLICIT_EXIT_LABEL and ctx.first_exit is not None:
+        return ctx.first_exit
+    raise ctx.error(token, f"undefined label '{token.text}'")
 
 
 def _mem(ctx: _Context, token: Token, base: str) -> dict[str, int]:

@@ -25,7 +25,7 @@ from elftools.elf.relocation import RelocationSection
 from elftools.elf.sections import SymbolTableSection
 
 from gbpfd.errors import LoadError
-from gbpfd.isa.abi import HOOKS, MAP_KINDS
+from gbpfd.isa.abi import HOOKS, LIMITS, MAP_KINDS
 from gbpfd.isa.btf import TYPE_FIELDS, parse_btf
 from gbpfd.isa.insn import SLOT, Insn, decode_bytes
 from gbpfd.isa.program import ARRAY_KEY_SIZE, MapDef, Program
@@ -107,16 +107,24 @@ def _parse(data: bytes, path: str) -> ELFFile:
         raise LoadError("not a little-endian ELF object (build with -target bpf or bpfel)", path=path)
     if machine != EM_BPF:
         raise LoadError(f"ELF machine {machine} is not BPF ({EM_BPF}): build with clang -target bpf", path=path)
-    end = shoff + shnum * shentsize
-    if end > len(data):
-        raise LoadError(f"truncated ELF object: section headers end at byte {end}, "
-                        f"the file has {len(data)}", path=path)
+    _check_extent("section headers", "end", shoff, shnum * shentsize, len(data), path)
     elf = ELFFile(io.BytesIO(data))
     for sec in elf.iter_sections():
-        if sec["sh_type"] != "SHT_NOBITS" and sec["sh_offset"] + sec["sh_size"] > len(data):
-            raise LoadError(f"truncated ELF object: section {sec.name!r} ends at byte "
-                            f"{sec['sh_offset'] + sec['sh_size']}, the file has {len(data)}", path=path)
+        if sec["sh_type"] != "SHT_NOBITS":
+            _check_extent(f"section {sec.name!r}", "ends", sec["sh_offset"], sec["sh_size"], len(data), path)
     return elf
+
+
+def _check_extent(what: str, verb: str, start: int, length: int, file_size: int, path: str) -> None:
+    """Refuse bytes that lie past the end of the file.  A damaged offset is
+    often a small negative number read as unsigned: name the offset itself
+    (not offset + length, which would be a number no part of the file has)."""
+    if length and start >= file_size:
+        raise LoadError(f"truncated or damaged ELF object: {what} {verb.replace('end', 'start')} at byte "
+                        f"{start} ({start:#x}), past the end of the file ({file_size} bytes)", path=path)
+    if start + length > file_size:
+        raise LoadError(f"truncated ELF object: {what} {verb} at byte {start + length}, "
+                        f"the file has {file_size}", path=path)
 
 
 def _hook_of(section_name: str) -> str | None:
@@ -242,6 +250,9 @@ def _relocate(elf: ELFFile, prog, maps: _MapTable, path: str) -> list[Insn]:
     if not data or len(data) % SLOT.size:
         raise LoadError(f"section {prog.name!r} is {len(data)} bytes, not a whole number of "
                         f"{SLOT.size}-byte instructions", path=path)
+    if len(data) // SLOT.size > LIMITS.max_insns:
+        raise LoadError(f"section {prog.name!r} has {len(data) // SLOT.size} slots, more than the "
+                        f"{LIMITS.max_insns} a program may have", path=path)
     insns = decode_bytes(data)
     prog_index = elf.get_section_index(prog.name)
     for rel_section in elf.iter_sections():

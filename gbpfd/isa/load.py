@@ -22,7 +22,7 @@ def program_from_bytes(data: bytes, *, path: str = "<bytes>", hook: str | None =
         raise LoadError(f"ragged byte count: {len(data)} bytes is not a multiple of {SLOT.size}",
                         path=path)
     if len(data) // SLOT.size > LIMITS.max_insns:
-        raise LoadError(f"{len(data) // SLOT.size} slots exceed the limit of {LIMITS.max_insns}",
+        raise LoadError(f"{len(data) // SLOT.size} slots, more than the {LIMITS.max_insns} a program may have",
                         path=path)
     return Program(tuple(decode_bytes(data)), hook=hook, name=Path(path).stem, source=path)
 

@@ -40,20 +40,20 @@ def add_parsers(sub) -> None:
                         ("show", "one program's record and maps"), ("dump", "one program disassembled")):
         cmd = verbs.add_parser(name, help=help_)
         if name != "list":
-            cmd.add_argument("id", type=int)
+            cmd.add_argument("id", type=int, help="the program's id, as prog list shows it")
         if name == "dump":
             cmd.add_argument("--verifier", action="store_true", help="add the verifier's log for the program")
-        cmd.add_argument("--json", action="store_true")
+        cmd.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
         _socket_argument(cmd)
         cmd.set_defaults(run=run_prog)
     cmd = verbs.add_parser("load", help="verify a program and swap it in live")
-    cmd.add_argument("file")
-    cmd.add_argument("--hook")
-    cmd.add_argument("--section")
+    cmd.add_argument("file", help="a .s/.asm text, .bin raw bytecode or ELF .o file, read here and sent")
+    cmd.add_argument("--hook", help="hook to load it for (default: the program's own)")
+    cmd.add_argument("--section", help="program section of an ELF object with several")
     _socket_argument(cmd)
     cmd.set_defaults(run=run_prog, json=False)
     cmd = verbs.add_parser("unload", help="return a hook to the baseline")
-    cmd.add_argument("hook")
+    cmd.add_argument("hook", help="the hook to return to the baseline policy")
     _socket_argument(cmd)
     cmd.set_defaults(run=run_prog, json=False)
 
@@ -63,7 +63,7 @@ def add_parsers(sub) -> None:
     _socket_argument(cmd)
     cmd.set_defaults(run=run_quotas)
     cmd = verbs.add_parser("set", help="publish a quota file, all or nothing")
-    cmd.add_argument("file")
+    cmd.add_argument("file", help="the quota file, read here and checked whole by the daemon")
     _socket_argument(cmd)
     cmd.set_defaults(run=run_quotas)
 

@@ -58,3 +58,13 @@ def test_without_a_gpu_record_the_page_says_so(tiny_bench, tmp_path):
 def test_the_committed_page_is_what_the_committed_records_give():
     assert results_doc.PAGE.read_text() == results_doc.render(), \
         "docs/results.md is stale: run python -m gbpfd.bench.results_doc"
+
+
+def test_an_older_records_tracker_number_gives_way_to_the_cases_words(tmp_path):
+    from gbpfd.bench.suite import discover
+    reaction = discover(suite.REPO / "bench")["reaction"]
+    target = next(t for t in reaction.targets if t.figure == "reaction_p50")
+    old = {"text": target.text, "source": "issue 3", "op": target.op, "bound": target.bound}
+    assert results_doc._target_text("reaction", "reaction_p50", old) == f"{target.text} ({target.source})"
+    moved = dict(old, bound=target.bound * 2)
+    assert results_doc._target_text("reaction", "reaction_p50", moved) == f"{target.text} (issue 3)"

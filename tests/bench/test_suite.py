@@ -84,6 +84,9 @@ def test_the_progress_bar_names_each_step(tiny_bench, capsys):
     (["good", "--set", "good.m=3"], "--set good.m: case good has no parameter 'm' (it has n)"),
     (["good", "--set", "good"], "--set 'good': expected CASE.PARAM=VALUE"),
     (["good", "--set", "other.n=3"], "--set 'other.n=3': no case 'other' (cases: broken, good, gpu_only)"),
+    (["good", "--set", "good.n=abc"], "--set good.n=abc: n is an integer (default 100)"),
+    (["good", "--set", "good.x=1.5"], "--set good.x: case good has no parameter 'x' (it has n)"),
+    (["good", "--set", "good.n=2.5"], "--set good.n=2.5: n is an integer (default 100)"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(tiny_bench, tmp_path, capsys, argv, message):
     assert cli(["bench", *argv, "--backend", "sim", "--out", str(tmp_path)]) == 2
@@ -156,3 +159,31 @@ def test_without_matplotlib_the_record_is_still_written_and_the_reason_given(tin
     err = capsys.readouterr().err
     assert "plots: none drawn: the plots need matplotlib: pip install 'gbpfd[bench]' (or pass --no-plots)" in err
     assert len(list((tmp_path / "sim").glob("*.json"))) == 1 and not list((tmp_path / "sim").glob("*.png"))
+
+
+def test_without_out_the_record_goes_to_the_users_folder_not_the_checkouts(tiny_bench, tmp_path, capsys,
+                                                                          monkeypatch):
+    committed = suite.REPO / "bench" / "results" / "sim"
+    before = sorted(committed.iterdir())
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.chdir(suite.REPO)
+    assert cli(["bench", "good", "--backend", "sim", "--quick", "--no-plots", "--no-progress"]) == 0
+    written = list((tmp_path / "data" / "gbpfd" / "bench" / "sim").glob("*.json"))
+    assert len(written) == 1 and f"record: {written[0]}" in capsys.readouterr().err
+    assert sorted(committed.iterdir()) == before
+
+
+def test_the_users_folder_follows_the_home_directory_without_xdg(monkeypatch, tmp_path):
+    from gbpfd.bench.options import default_results_dir
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_results_dir() == tmp_path / ".local" / "share" / "gbpfd" / "bench"
+
+
+def test_targets_cite_their_requirement_in_words_not_a_tracker_number():
+    import re
+    page = (suite.REPO / "docs" / "benchmarks.md").read_text()
+    for case in suite.discover(suite.REPO / "bench").values():
+        for t in case.targets:
+            assert not re.search(r"\bissue \d", t.source) and "requirement" in t.source, (case.name, t.source)
+    assert not re.search(r"\(issue \d", page)

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from gbpfd.errors import AsmError
+from gbpfd.isa import asm
+from gbpfd.isa.abi import LIMITS
 from gbpfd.isa.asm import assemble
 from gbpfd.isa.program import MapDef
 from gbpfd.isa.table import BY_MNEMONIC
@@ -90,3 +92,33 @@ def test_tenant_cap_policy_declares_its_map_and_hook():
     call_opcode = BY_MNEMONIC["call"][0].opcode
     calls = [i.imm for i in program.insns if i.opcode == call_opcode]
     assert calls == [4, 1, 6]  # quota_read, map_lookup_elem, counter_add
+
+
+def test_a_program_past_the_slot_limit_is_refused_at_the_line_that_passes_it():
+    lines = ["mov %r0, 0"] * LIMITS.max_insns + ["lddw %r1, 1", "exit"]
+    with pytest.raises(AsmError) as err:
+        assemble("\n".join(lines) + "\n", "big.s")
+    assert str(err.value) == (f"big.s:{LIMITS.max_insns + 1}:1: the program passes {LIMITS.max_insns} slots, "
+                              f"the most a program may have")
+
+
+def test_an_lddw_that_ends_past_the_limit_is_refused_too():
+    lines = ["mov %r0, 0"] * (LIMITS.max_insns - 1) + [".raw 0x0000000000000000", "  lddw %r1, 1"]
+    with pytest.raises(AsmError) as err:
+        assemble("\n".join(lines), "big.s")
+    assert str(err.value) == (f"big.s:{LIMITS.max_insns + 1}:3: the program passes {LIMITS.max_insns} slots, "
+                              f"the most a program may have")
+
+
+def test_a_huge_source_is_refused_without_reading_it_all(monkeypatch):
+    parsed = []
+    real = asm._parse_line
+    monkeypatch.setattr(asm, "_parse_line", lambda ctx, line, number: (parsed.append(number), real(ctx, line, number)))
+    with pytest.raises(AsmError):
+        assemble("exit\n" * 1_000_000, "huge.s")
+    assert parsed[-1] == LIMITS.max_insns + 1
+
+
+def test_the_conformance_aliases_name_gbpfd_mnemonics():
+    assert all(target in BY_MNEMONIC for target in asm.ALIASES.values())
+    assert not set(asm.ALIASES) & set(BY_MNEMONIC)

@@ -9,6 +9,7 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from gbpfd.errors import LoadError
+from gbpfd.isa.abi import LIMITS
 from gbpfd.isa.elf import list_programs, load_elf
 from gbpfd.isa.insn import decode
 from gbpfd.isa.program import MapDef
@@ -212,16 +213,62 @@ def test_missing_file(tmp_path):
     assert load_error(missing) == f"{missing}: cannot read: No such file or directory"
 
 
+E_SHOFF_AT = 0x28  # e_shoff in the ELF64 header
+
+
 def test_truncated_object(tmp_path):
     data = TENANT_CAP.read_bytes()
     with open(TENANT_CAP, "rb") as fh:
         header = ELFFile(fh).header
     end = header["e_shoff"] + header["e_shnum"] * header["e_shentsize"]
-    cut = write(tmp_path, data[:len(data) // 2])
+    cut = write(tmp_path, data[:end - 1], "cut.o")
     assert load_error(cut) == (f"{cut}: truncated ELF object: section headers end at byte {end}, "
-                               f"the file has {len(data) // 2}")
+                               f"the file has {end - 1}")
+    half = write(tmp_path, data[:len(data) // 2], "half.o")
+    assert load_error(half) == (f"{half}: truncated or damaged ELF object: section headers start at byte "
+                                f"{header['e_shoff']} ({header['e_shoff']:#x}), past the end of the file "
+                                f"({len(data) // 2} bytes)")
     short = write(tmp_path, data[:40], "short.o")
     assert load_error(short) == f"{short}: truncated ELF header (40 bytes)"
+
+
+SH_OFFSET, SH_SIZE = 24, 32  # in an Elf64_Shdr
+
+
+def _section_header_at(name: str) -> int:
+    with open(TENANT_CAP, "rb") as fh:
+        elf = ELFFile(fh)
+        return elf.header["e_shoff"] + elf.get_section_index(name) * elf.header["e_shentsize"]
+
+
+def _tenant_cap_with(tmp_path, words: dict[int, int], tail: bytes = b"") -> tuple[Path, int]:
+    """tenant_cap.o with the 8-byte words at the given byte offsets replaced (and ``tail`` appended)."""
+    data = bytearray(TENANT_CAP.read_bytes())
+    for at, value in words.items():
+        data[at:at + 8] = value.to_bytes(8, "little", signed=value < 0)
+    data += tail
+    return write(tmp_path, bytes(data)), len(data)
+
+
+@pytest.mark.parametrize("what, at, offset", [
+    ("section headers start", lambda: E_SHOFF_AT, -64),
+    ("section 'cta_admit' starts", lambda: _section_header_at("cta_admit") + SH_OFFSET, -8),
+])
+def test_a_negative_offset_is_named_as_it_is(tmp_path, what, at, offset):
+    # a small negative offset read as unsigned: offset + length is past 2**64, a byte no file has
+    obj, size = _tenant_cap_with(tmp_path, {at(): offset})
+    assert load_error(obj) == (f"{obj}: truncated or damaged ELF object: {what} at byte {2 ** 64 + offset} "
+                               f"({2 ** 64 + offset:#x}), past the end of the file ({size} bytes)")
+
+
+def test_a_program_section_past_the_slot_limit_is_refused_before_decoding(tmp_path):
+    header_at = _section_header_at("cta_admit")
+    slots = LIMITS.max_insns + 1
+    end = TENANT_CAP.stat().st_size
+    obj, _ = _tenant_cap_with(tmp_path, {header_at + SH_OFFSET: end, header_at + SH_SIZE: slots * 8},
+                              tail=bytes(slots * 8))
+    assert load_error(obj) == (f"{obj}: section 'cta_admit' has {slots} slots, more than the "
+                               f"{LIMITS.max_insns} a program may have")
 
 
 def test_host_executable():
