@@ -131,6 +131,9 @@ def _cmd_top(args) -> int:
         raise ValueError(f"--interval must be > 0 seconds, got {args.interval}")
     if frames is not None and frames < 1:
         raise ValueError(f"--frames must be at least 1, got {frames}")
+    if args.attach or args.socket:
+        from gbpfd.service.commands import top_attached
+        return top_attached(args, frames)
     with Plane(args.backend, quotas=args.quotas or demo_quotas_path()) as plane:
         print(f"gbpfd top: backend {plane.backend_name} ({plane.backend_reason})", file=sys.stderr)
         if plane.simulated and not args.idle:
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmd.add_argument("--json", action="store_true", help="one JSON record per frame")
     cmd.add_argument("--idle", action="store_true", help="on the simulated device, run no workload (by default "
                      "every tenant of the quota file gets kernels, and copies where it has a DMA rate)")
+    cmd.add_argument("--attach", action="store_true", help="show a running gbpfd serve's plane instead of starting "
+                     "one (refreshed in place on a terminal)")
+    cmd.add_argument("--socket", help="the daemon's control socket (implies --attach)")
     cmd.set_defaults(run=_cmd_top)
 
     cmd = sub.add_parser("check", help="the first thing to run on a GPU: staged, bounded checks into check.jsonl")

@@ -80,9 +80,9 @@ def exit_code(err: ServiceError) -> int:
 
 def reported(fn):
     """Run a verb; a refusal from the daemon is one line on stderr and its exit code."""
-    def run(args) -> int:
+    def run(args, *rest) -> int:
         try:
-            return fn(args)
+            return fn(args, *rest)
         except ServiceError as err:
             print(f"gbpfd {args.command}: {err}", file=sys.stderr)
             return exit_code(err)
@@ -175,3 +175,24 @@ def run_events(args) -> int:
                 break
             time.sleep(EVENTS_POLL_S if not batch["events"] else 0)
     return 0
+
+
+CLEAR = "\x1b[H\x1b[2J"
+
+
+@reported
+def top_attached(args, frames: int | None) -> int:
+    """``gbpfd top --attach``: the daemon's frames, one per interval (wall clock)."""
+    from gbpfd.top import format_frame
+    redraw = sys.stdout.isatty() and not args.json
+    with _client(args) as client:
+        n = 0
+        while frames is None or n < frames:
+            if n:
+                time.sleep(args.interval)
+            n += 1
+            f = client.call("top")
+            text = json.dumps(f) if args.json else format_frame(f)
+            print(CLEAR + text if redraw else text, flush=True)
+    return 0
+

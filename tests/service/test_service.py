@@ -215,3 +215,13 @@ def test_a_second_daemon_on_the_same_socket_is_refused(daemon, folder):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip() == f"gbpfd serve: a daemon already serves {daemon.socket}"
+
+
+def test_top_attaches_to_the_daemon(daemon):
+    done = gbpfd(daemon, "top", "--once", "--json")
+    assert done.returncode == 0, done.stderr
+    frame = json.loads(done.stdout)
+    assert frame["backend"] == "sim" and frame["simulated"] is True
+    assert [t["name"] for t in frame["tenants"]] == ["infer", "train", "batch"]
+    text = gbpfd(daemon, "top", "--frames", "2", "--interval", "0.1").stdout
+    assert text.count("gbpfd top [sim SIMULATED]") == 2 and "\x1b[2J" not in text   # no redraw into a pipe
