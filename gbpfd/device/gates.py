@@ -34,7 +34,8 @@ def note_running(ctl, flat, t, counter):
 def try_token(ctl, flat, t, now):
     """Take one CTA token with one atomic; True when the CTA may start."""
     ctl[tenant_word(t, TENANT.last_demand_ns)] = now
-    if ctl[PLANE.total_running] >= ctl[PLANE.global_cta_cap]:
+    # acquire loads: a retry loop over plain loads may be served a stale cached word, or hoisted
+    if load_acquire(ctl, PLANE.total_running) >= load_acquire(ctl, PLANE.global_cta_cap):
         return False
     if atomic_add(ctl, tenant_word(t, TENANT.tokens), -1) > 0:
         note_running(ctl, flat, t, COUNTER.admitted)
@@ -116,7 +117,7 @@ def dma_announce(ctl, t, nbytes):
 
 def warp_enter(ctl, t):
     """Take one of the tenant's warp slots; False while it is at its cap."""
-    if atomic_add(ctl, tenant_word(t, TENANT.warps_active), 1) < ctl[tenant_word(t, TENANT.warp_cap)]:
+    if atomic_add(ctl, tenant_word(t, TENANT.warps_active), 1) < load_acquire(ctl, tenant_word(t, TENANT.warp_cap)):
         return True
     atomic_add(ctl, tenant_word(t, TENANT.warps_active), -1)
     return False
