@@ -57,24 +57,15 @@ def test_worker_waits_compile(kernels):
 def test_admit_wrappers_and_paced_copy_compile(kernels):
     from numba import types
 
+    from gbpfd.check.kernel_catalog import gate_wrapper, persistent_wrapper
     from gbpfd.device import admit_kernels
     i64, f32 = types.int64, types.float32
 
-    def scale(x, factor):
-        i = cuda.grid(1)
-        if i < x.shape[0]:
-            x[i] *= factor
-
-    def scale_block(block, x, factor):
-        i = block * cuda.blockDim.x + cuda.threadIdx.x
-        if i < x.shape[0]:
-            x[i] *= factor
-
-    gated = admit_kernels.gate_kernel(scale, ["x", "factor"])
-    ptx = _ptx(gated.py_func, (i64[:], i64[:], i64, f32[:], f32))
+    gated, sig = gate_wrapper()                   # the wrappers gbpfd check's compile stage reports on
+    ptx = _ptx(gated.py_func, sig)
     assert "ld.acquire.sys.b64" in ptx and "bar.sync" in ptx
-    workers = admit_kernels.persistent_kernel(scale_block, ["x", "factor"])
-    ptx = _ptx(workers.py_func, (i64[:], i64[:], i64, i64[:], i64, i64, f32[:], f32))
+    workers, sig = persistent_wrapper()
+    ptx = _ptx(workers.py_func, sig)
     assert "%smid" in ptx
     def loop(x, gate):
         for i in range(x.shape[0]):
