@@ -147,6 +147,13 @@ class CudaBackend:
         d["flat"][lo:hi].copy_to_device(a.flat[lo:hi], stream=s)
         s.synchronize()
 
+    def ctl_words(self):
+        """A copy of the device's control words, made on the copy stream (bounded)."""
+        host = np.empty_like(self.arrays.ctl)
+        self.d["ctl"].copy_to_host(host, stream=self.copy_stream)
+        wait_for_stream(self.copy_stream, self.ack_timeout_s, "the copy of the control words")
+        return host
+
     def notify_command(self) -> None:
         """The mapped host area is polled by the control CTA: nothing to do."""
 

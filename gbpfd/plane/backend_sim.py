@@ -43,6 +43,10 @@ class SimBackend:
     def device_now(self) -> int:
         return self.device.now
 
+    def ctl_words(self):
+        """The control words as the device holds them (here: the array it runs on)."""
+        return self.arrays.ctl
+
     def heartbeat_age_ns(self) -> int:
         return self.device.now - int(self.arrays.host[HEADER.heartbeat_ns])
 

@@ -23,6 +23,7 @@ from gbpfd.quotas.snapshot import SnapshotPublisher
 from gbpfd.resources import shared_file
 
 DEFAULT_QUOTAS = "demo.toml"
+GAUGES = ("running", "queued", "tokens")
 
 
 class PlaneError(GbpfdError):
@@ -331,6 +332,17 @@ class Plane:
             hb = L.REGION.histogram + t * L.HIST_BUCKETS
             row["latency_histogram"] = [int(x) for x in host[hb:hb + L.HIST_BUCKETS]]
             out[name] = row
+        return out
+
+    def gauges(self) -> dict[str, dict[str, int]]:
+        """Per tenant, what is in flight now, from the device's own words:
+        ``running`` CTAs (or persistent workers), ``queued`` requests,
+        ``tokens`` held."""
+        ctl = self._backend.ctl_words()
+        out = {}
+        for t, name in enumerate(self.quotas.names):
+            base = S.TENANT_BASE + t * S.TENANT_STRIDE
+            out[name] = {k: int(ctl[base + getattr(S.TENANT, k)]) for k in GAUGES}
         return out
 
     def plane_stats(self) -> dict[str, int]:

@@ -396,3 +396,14 @@ def test_program_code_returns_what_was_loaded_and_names_the_ids_it_knows(plane):
     assert plane.program_code(loaded.id).to_bytes() == ADMIT_ALL.to_bytes()
     with pytest.raises(PlaneError, match=r"^no program 999 is loaded; Plane.programs\(\) lists \d"):
         plane.program_code(999)
+
+
+def test_gauges_say_what_each_tenant_has_in_flight(plane):
+    d = plane.device
+    d.run_until(d.now + 4 * plane.options.periods.tick_ns)
+    assert plane.gauges()["train"]["running"] == 0
+    d.launch(plane.quotas.index("train"), blocks=10_000, block_ns=1_000_000, mode="persistent")
+    d.run_until(d.now + 2_000_000)
+    gauges = plane.gauges()
+    assert gauges["train"]["running"] > 0 and gauges["batch"]["running"] == 0
+    assert set(gauges["infer"]) == {"running", "queued", "tokens"}

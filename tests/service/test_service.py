@@ -225,3 +225,33 @@ def test_top_attaches_to_the_daemon(daemon):
     assert [t["name"] for t in frame["tenants"]] == ["infer", "train", "batch"]
     text = gbpfd(daemon, "top", "--frames", "2", "--interval", "0.1").stdout
     assert text.count("gbpfd top [sim SIMULATED]") == 2 and "\x1b[2J" not in text   # no redraw into a pipe
+
+
+KILLED = """
+import sys, time
+from gbpfd.service.client import attach
+tenant = attach("train", socket_path=sys.argv[1])
+tenant.launch(blocks=1_000_000, block_ns=200_000, mode="persistent")
+print("launched", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_clients_work_drains_to_zero(daemon):
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, daemon.socket], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "launched"
+
+    def running() -> int:
+        with Client(daemon.socket) as client:
+            return next(t for t in client.call("top")["tenants"] if t["name"] == "train")["running"]
+    deadline = time.monotonic() + 30
+    while running() == 0:
+        assert time.monotonic() < deadline, "the client's work never ran"
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while running() != 0:
+        assert time.monotonic() < deadline, "the killed client's CTAs are still running"
+        time.sleep(0.05)
+    assert "detached from train: 1 unfinished launches cancelled" in daemon.output()
