@@ -146,6 +146,7 @@ class Plane:
         self._active: dict[str, int] = {}                          # hook -> its active slot
         self._code: dict[tuple[str, int], Program] = {}            # (hook, slot) -> the program as verified
         self._events: list[Event] = []
+        self.baseline_form: str | None = None   # "c" or "asm", chosen at start
         self._backend = None
         self._sampler = None
         self.telemetry = "not sampled on the simulated device (therm_tick sees no valid fields)"
