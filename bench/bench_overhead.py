@@ -79,9 +79,16 @@ def _report(run, times: dict) -> None:
     run.bar_chart("overhead", {BAR_LABELS[v]: value for v, value in pct.items()}, "%", target=1.0)
 
 
+def _reading(plane) -> dict:
+    """The plane's header words and the tenant's counters, at one moment."""
+    return {**plane.plane_stats(), "admitted": plane.counters()[TENANT]["admitted"]}
+
+
 def _entries(before: dict, after: dict) -> dict:
-    """How the CTAs got in between two readings of the plane's header words."""
-    return {k: after[k] - before[k] for k in ("fast_grants", "decisions", "bypassed")}
+    """How the CTAs got in between two readings: entries by token and by
+    decision (a persistent worker's last entry finds no block left), and the
+    logical blocks admitted."""
+    return {k: after[k] - before[k] for k in ("fast_grants", "decisions", "bypassed", "admitted")}
 
 
 def _add(totals: dict, variant: str, entries: dict) -> None:
@@ -93,7 +100,7 @@ def _add(totals: dict, variant: str, entries: dict) -> None:
 def _check_entries(run, totals: dict) -> None:
     for v, row in totals.items():
         run.check(f"entries_{v}", {"by_token": row["fast_grants"], "policy_decisions": row["decisions"],
-                                   "bypassed": row["bypassed"]})
+                                   "bypassed": row["bypassed"], "blocks_admitted": row["admitted"]})
 
 
 def _under_plane(run, plane, timed: dict, reps: int, warm_runs: int, settle) -> tuple[dict, dict]:
@@ -115,10 +122,10 @@ def _under_plane(run, plane, timed: dict, reps: int, warm_runs: int, settle) -> 
             for v, one in timed.items():
                 name = v if v == "resident" else v + suffix
                 settle()
-                before = plane.plane_stats()
+                before = _reading(plane)
                 times.setdefault(name, []).append(one())
                 settle()
-                _add(totals, name, _entries(before, plane.plane_stats()))
+                _add(totals, name, _entries(before, _reading(plane)))
     return times, totals
 
 

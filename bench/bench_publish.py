@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from gbpfd.bench.case import Target
-from gbpfd.bench.policies import ODD_WEIGHT_ADMIT_ASM, TENANT, program
+from gbpfd.bench.policies import NO_TOKENS_TICK_ASM, ODD_WEIGHT_ADMIT_ASM, TENANT, program
 from gbpfd.bench.stats import percentile
 from gbpfd.device import state as S
 from gbpfd.plane.options import PlaneOptions
@@ -68,6 +68,13 @@ def flipped_quotas(quotas: QuotaSet) -> tuple[QuotaSet, QuotaSet]:
     weight = quotas.tenants[quotas.index(TENANT)].weight
     other = weight + 1 if weight < FIELD_BY_NAME["weight"].maximum else weight - 1
     return quotas.with_fields(TENANT, weight=other), quotas
+
+
+def load_policy(plane) -> None:
+    """cta_admit answers by the tenant's weight; tick leaves no tokens, so
+    every request is decided by cta_admit (a token would admit it unasked)."""
+    plane.load(program(ODD_WEIGHT_ADMIT_ASM), "cta_admit")
+    plane.load(program(NO_TOKENS_TICK_ASM), "tick")
 
 
 def expected_decision(quotas: QuotaSet) -> int:
@@ -125,7 +132,7 @@ def _measure_sim(run) -> None:
         d = plane.device
         run.check("device", plane._backend.describe())
         run.step("loading the policy")
-        plane.load(program(ODD_WEIGHT_ADMIT_ASM), "cta_admit")
+        load_policy(plane)
         quota_sets = flipped_quotas(plane.quotas)
         r = Requester(d, plane.quotas.index(TENANT), gap_ns=p["gap_ns"])
         r.start()
@@ -211,7 +218,7 @@ def _measure_cuda(run) -> None:
     mailbox[:] = 0
     with cuda.defer_cleanup(), Plane(backend="cuda", options=OPTIONS) as plane:
         run.check("device", plane._backend.describe())
-        plane.load(program(ODD_WEIGHT_ADMIT_ASM), "cta_admit")
+        load_policy(plane)
         settle(plane)
         quota_sets = flipped_quotas(plane.quotas)
         gk.publish_requester[1, 32, stream](plane.device["ctl"], plane.quotas.index(TENANT), p["gap_ns"],

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from gbpfd.device import state as S
 from gbpfd.errors import GbpfdError
 
 MODES = ("gate", "persistent")
@@ -104,6 +105,7 @@ class AdmittedKernel:
         if self.mode == "gate":
             self.plane.announce_launch(self.tenant_index)
             self._compiled()[grid, block, stream](d["ctl"], d["flat"], self.tenant_index, *args)
+            self.plane.report_when_done(self.tenant_index, stream)
             return None
         return self._run_persistent(int(grid), block, stream, args)
 
@@ -149,14 +151,13 @@ class AdmittedKernel:
             raise AdmitError(f"{self.name}: {self.plane.options.persistent_launches} persistent launches are already "
                              "running; raise PlaneOptions.persistent_launches (the words are made before the plane "
                              "starts)")
-        next_block, i = taken
+        next_block, topup_streams, i = taken
         try:
-            return self._run_workers(nblocks, block, stream, args, next_block)
+            return self._run_workers(nblocks, block, stream, args, next_block, topup_streams)
         finally:
             self.plane._backend.launch_words.give(i)
 
-    def _run_workers(self, nblocks: int, block, stream, args, next_block):
-        from numba import cuda
+    def _run_workers(self, nblocks: int, block, stream, args, next_block, topup_streams):
         kernel = self._compiled()
         d = self.plane.device
         compiled = kernel.compile(self._argtypes((d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0),
@@ -168,21 +169,60 @@ class AdmittedKernel:
             raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident beside "
                              f"the control CTA (at most {fit} fit); lower workers= or the block size")
         self.plane.announce_launch(self.tenant_index)
-        bound_s = self.plane.options.wait_bound_us * 1e-6
+        try:
+            self._serve_blocks(nblocks, block, stream, args, next_block, workers, topup_streams)
+        finally:
+            self.plane.launch_finished(self.tenant_index)
+        return nblocks
+
+    def _serve_blocks(self, nblocks: int, block, stream, args, next_block, workers: int, topup_streams) -> None:
+        """Launch the workers until every logical block has run.  While a
+        wave runs, every ``topup_poll_us`` the tenant's tokens that its
+        workers on SMs leave unused (a raised allowance, a tenant gone) get
+        as many more workers, up to ``workers``, on the top-up streams.
+        When every worker of a wave was denied, launch it again; past the
+        defer bound without progress, force the rest through (counted as
+        bypasses)."""
+        from numba import cuda
+        kernel = self._compiled()
+        d = self.plane.device
+        on = cuda.default_stream() if stream == 0 else stream
+        bound_s = self.plane.options.defer_bound_us * 1e-6
+        poll_s = self.plane.options.topup_poll_us * 1e-6
         done = stalled_since = 0
         force = 0
+
+        def grid(n: int, where) -> object:
+            kernel[n, block, where](d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, force, *args)
+            ended = cuda.event(timing=False)
+            ended.record(where)
+            return ended
+
+        ready = cuda.event(timing=False)
+        ready.record(on)
+        for s in topup_streams:
+            ready.wait(s)  # top-ups start only after the work queued on the caller's stream before this launch
         while done < nblocks:
-            kernel[workers, block, stream](d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, force, *args)
-            # never cuda.synchronize(): it would wait for the resident control kernel
-            (cuda.default_stream() if stream == 0 else stream).synchronize()
+            wave = [grid(workers, on)]
+            # never synchronise the device or block on the stream: it would wait for the resident control kernel
+            while not all(ended.query() for ended in wave):
+                time.sleep(poll_s)
+                if not force:
+                    self._top_up(wave, workers, lambda n: grid(n, topup_streams[len(wave) % len(topup_streams)]))
             now_done = min(int(next_block.copy_to_host()[0]), nblocks)
             if now_done > done:
                 done, stalled_since, force = now_done, 0, 0
                 continue
             stalled_since = stalled_since or time.monotonic()
-            # every worker was denied: after the wait bound, the rest runs past the plane (counted as bypasses)
+            # every worker was denied: after the defer bound, the rest runs past the plane (counted as bypasses)
             force = 1 if time.monotonic() - stalled_since > bound_s else 0
-        return nblocks
+
+    def _top_up(self, wave: list, workers: int, launch) -> None:
+        """Launch workers for the tokens the tenant holds but its workers on SMs leave unused."""
+        words = self.plane._backend.tenant_words(self.tenant_index)
+        spare = min(int(words[S.TENANT.tokens]), workers - int(words[S.TENANT.workers]))
+        if spare > 0:
+            wave.append(launch(spare))
 
 
 def paced_copy(plane, dst, src, tenant: str, *, chunk_bytes: int = 256 << 10, ctas: int = 32, stream=0):

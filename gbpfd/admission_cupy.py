@@ -9,8 +9,9 @@ and the tenant's index are put in front of ``args``.  Everything is checked
 before anything reaches the device.  Persistent-worker mode is not
 implemented for C kernels (use ``gbpfd.admit`` on a Numba kernel for it).
 
-Nothing here imports CuPy: the wrapper only passes plain values to the
-kernel object it was given.
+Nothing here imports CuPy at module level: the wrapper passes plain values
+to the kernel object it was given, and asks CuPy only for the current
+stream a launch went to (to report its completion).
 """
 from __future__ import annotations
 
@@ -97,6 +98,13 @@ class AdmittedRawKernel:
         gate = (device_pointer(d["ctl"]), device_pointer(d["flat"]), np.int64(self.tenant_index))
         self.plane.announce_launch(self.tenant_index)
         self.kernel(grid, block, gate + tuple(args), **launch)
+        self.plane.report_when_done(self.tenant_index, launch.get("stream") or current_stream())
+
+
+def current_stream():
+    """CuPy's current stream, which a launch without ``stream=`` goes to (only a CuPy kernel gets here)."""
+    import cupy
+    return cupy.cuda.get_current_stream()
 
 
 def launch_dims(name: str, what: str, value) -> tuple[int, ...]:

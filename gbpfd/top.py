@@ -5,8 +5,9 @@ from __future__ import annotations
 from gbpfd.isa.abi import RECORDS
 from gbpfd.plane.plane import Plane
 
-#: counters shown as columns; every counters-record field goes into --json
-COLUMNS = ("admitted", "deferred", "bypassed", "tokens_granted", "dma_bytes", "throttled_ns", "faults")
+#: gauges (in flight now) and counters shown as columns; every gauge and counters-record field goes into --json
+COLUMNS = ("running", "queued", "admitted", "deferred", "bypassed", "tokens_granted", "dma_bytes", "throttled_ns",
+           "faults")
 
 
 def hist_median_bound_ns(hist: list[int]) -> int | None:
@@ -26,12 +27,13 @@ def hist_median_bound_ns(hist: list[int]) -> int | None:
 def frame(plane: Plane) -> dict:
     h = plane.health()
     counters = plane.counters()
+    gauges = plane.gauges()
     return {
         "backend": plane.backend_name,
         "simulated": plane.simulated,
         "device_time_ns": plane._backend.device_now(),
         "health": h.__dict__,
-        "tenants": [{"name": name, **{f.name: c[f.name] for f in RECORDS["counters"].fields},
+        "tenants": [{"name": name, **gauges[name], **{f.name: c[f.name] for f in RECORDS["counters"].fields},
                      "latency_histogram": c["latency_histogram"],
                      "decision_wait_median_below_ns": hist_median_bound_ns(c["latency_histogram"])}
                     for name, c in counters.items()],

@@ -102,23 +102,40 @@ GBPFD_FN long long gbpfd_counter_word(long long t, long long field) {
     return GBPFD_COUNTERS_WORD + t * GBPFD_COUNTER_RECORD_WORDS + field;
 }
 
-/* A CTA of tenant t starts its body; `counter` says how it got in. */
-GBPFD_FN void gbpfd_note_running(long long *ctl, long long *flat, long long t, long long counter) {
-    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_RUNNING), 1);
-    gbpfd_atomic_add(ctl, GBPFD_PLANE_TOTAL_RUNNING, 1);
-    gbpfd_atomic_add(flat, gbpfd_counter_word(t, counter), 1);
+/* A CTA of tenant t got in (delta 1) or left, or an admission was taken back (-1). */
+GBPFD_FN void gbpfd_note_running(long long *ctl, long long t, long long delta) {
+    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_RUNNING), delta);
+    gbpfd_atomic_add(ctl, GBPFD_PLANE_TOTAL_RUNNING, delta);
+}
+
+/* The worker starts a logical block: `admitted` counts blocks (a bypassed
+ * one was counted by gbpfd_bypass). */
+GBPFD_FN void gbpfd_count_block(long long *flat, long long t, long long how) {
+    if (how == GBPFD_ENTER_TOKEN || how == GBPFD_ENTER_POLICY)
+        gbpfd_atomic_add(flat, gbpfd_counter_word(t, GBPFD_COUNTER_ADMITTED), 1);
+}
+
+/* A persistent worker CTA of tenant t starts on an SM (1) or leaves it (-1). */
+GBPFD_FN void gbpfd_note_worker(long long *ctl, long long t, long long delta) {
+    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_WORKERS), delta);
+}
+
+/* One of tenant t's CTA tokens, with one atomic; false (the word restored) when it has none. */
+GBPFD_FN bool gbpfd_take_token(long long *ctl, long long t) {
+    if (gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), -1) > 0) return true;
+    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), 1);
+    return false;
 }
 
 /* One CTA token with one atomic; true when the CTA may start. */
-GBPFD_FN bool gbpfd_try_token(long long *ctl, long long *flat, long long t, long long now) {
+GBPFD_FN bool gbpfd_try_token(long long *ctl, long long t, long long now) {
     gbpfd_store(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_LAST_DEMAND_NS), now);
     if (gbpfd_load(ctl, GBPFD_PLANE_TOTAL_RUNNING) >= gbpfd_load(ctl, GBPFD_PLANE_GLOBAL_CTA_CAP)) return false;
-    if (gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), -1) > 0) {
-        gbpfd_note_running(ctl, flat, t, GBPFD_COUNTER_ADMITTED);
+    if (gbpfd_take_token(ctl, t)) {
+        gbpfd_note_running(ctl, t, 1);
         gbpfd_atomic_add(ctl, GBPFD_PLANE_FAST_GRANTS, 1);
         return true;
     }
-    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), 1);
     return false;
 }
 
@@ -149,33 +166,40 @@ GBPFD_FN long long gbpfd_poll_request(long long *ctl, long long s) {
     return decision;
 }
 
-/* Give up waiting on slot s: -1 when the request was withdrawn before the
- * control CTA read it, else the decision it made meanwhile, so that an
- * admission is never both granted and bypassed. */
+/* Give up waiting on slot s (one step, no wait): -1 when the request was
+ * withdrawn before the control CTA read it, or marked ABANDONED while it
+ * was deciding (it then takes back what it counted and frees the slot);
+ * else the decision it had published.  Admitted or bypassed, never both. */
 GBPFD_FN long long gbpfd_abandon_request(long long *ctl, long long s) {
     if (gbpfd_atomic_cas(ctl, gbpfd_slot_word(s, GBPFD_SLOT_STATE), GBPFD_POSTED, GBPFD_FREE) == GBPFD_POSTED) {
         const long long t = gbpfd_load(ctl, gbpfd_slot_word(s, GBPFD_SLOT_TENANT));
         gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_QUEUED), -1);
         return -1;
     }
-    for (long long k = 0; k < GBPFD_SERVING_POLLS; ++k) {  /* serving a slot takes one policy run */
-        const long long decision = gbpfd_poll_request(ctl, s);
-        if (decision >= 0) return decision;
-    }
-    return -1;
+    if (gbpfd_atomic_cas(ctl, gbpfd_slot_word(s, GBPFD_SLOT_STATE), GBPFD_SERVING, GBPFD_ABANDONED) == GBPFD_SERVING)
+        return -1;
+    return gbpfd_poll_request(ctl, s);
 }
 
 /* The wait hit its bound: run anyway, and say so in the counters. */
 GBPFD_FN long long gbpfd_bypass(long long *ctl, long long *flat, long long t) {
-    gbpfd_note_running(ctl, flat, t, GBPFD_COUNTER_BYPASSED);
+    gbpfd_note_running(ctl, t, 1);
+    gbpfd_atomic_add(flat, gbpfd_counter_word(t, GBPFD_COUNTER_BYPASSED), 1);
     gbpfd_atomic_add(ctl, GBPFD_PLANE_BYPASSED, 1);
     return GBPFD_ENTER_BYPASS;
 }
 
+/* An admitted CTA hands its token on only while the tenant, with the tokens
+ * it holds, stays under the token limit tick last set (0 at or over its
+ * allowance): its next CTAs then go to cta_admit. */
 GBPFD_FN void gbpfd_cta_exit(long long *ctl, long long t, long long how) {
-    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_RUNNING), -1);
+    const long long left = gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_RUNNING), -1) - 1;
     gbpfd_atomic_add(ctl, GBPFD_PLANE_TOTAL_RUNNING, -1);
-    if (how == GBPFD_ENTER_TOKEN) gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), 1);
+    if (how != GBPFD_ENTER_TOKEN && how != GBPFD_ENTER_POLICY) return;
+    long long held = gbpfd_load_acquire(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS));
+    if (held < 0) held = 0;
+    if (left + held < gbpfd_load_acquire(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKEN_LIMIT)))
+        gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), 1);
 }
 
 /* Take nbytes paced-copy byte tokens; false when there are too few. */
@@ -220,8 +244,11 @@ GBPFD_FN void gbpfd_warp_throttled(long long *ctl, long long *flat, long long t,
  * only when `persistent`, where a denied worker leaves its SM slot. */
 GBPFD_FN long long gbpfd_cta_enter(long long *ctl, long long *flat, long long t, bool persistent) {
     const long long now = gbpfd_globaltimer();
-    if (gbpfd_try_token(ctl, flat, t, now)) return GBPFD_ENTER_TOKEN;
-    const long long deadline = now + gbpfd_load(ctl, GBPFD_PLANE_WAIT_BOUND_NS);
+    if (gbpfd_try_token(ctl, t, now)) return GBPFD_ENTER_TOKEN;
+    /* the control CTA answers by answer_by, or the CTA runs anyway; past give_up the policy's
+     * deferrals end too (a guard against a policy that never admits) */
+    long long answer_by = now + gbpfd_load(ctl, GBPFD_PLANE_WAIT_BOUND_NS);
+    const long long give_up = now + gbpfd_load(ctl, GBPFD_PLANE_DEFER_BOUND_NS);
     long long backoff = GBPFD_BACKOFF_MIN_NS;
     for (;;) {
         const long long s = gbpfd_post_request(ctl, t, gbpfd_globaltimer());
@@ -229,18 +256,19 @@ GBPFD_FN long long gbpfd_cta_enter(long long *ctl, long long *flat, long long t,
             long long decision = -1;
             while (decision < 0) {
                 decision = gbpfd_poll_request(ctl, s);
-                if (decision < 0 && gbpfd_globaltimer() > deadline) {
+                if (decision < 0 && gbpfd_globaltimer() > answer_by) {
                     decision = gbpfd_abandon_request(ctl, s);
                     if (decision < 0) return gbpfd_bypass(ctl, flat, t);
                 }
             }
             if (decision == GBPFD_ADMIT) return GBPFD_ENTER_POLICY;
             if (persistent) return GBPFD_ENTER_DENIED;
+            answer_by = gbpfd_globaltimer() + gbpfd_load(ctl, GBPFD_PLANE_WAIT_BOUND_NS);
         }
-        if (gbpfd_globaltimer() > deadline) return gbpfd_bypass(ctl, flat, t);
+        if (gbpfd_globaltimer() > gbpfd_min(answer_by, give_up)) return gbpfd_bypass(ctl, flat, t);
         gbpfd_nanosleep(backoff);
         backoff = gbpfd_min(backoff * 2, GBPFD_BACKOFF_MAX_NS);
-        if (gbpfd_try_token(ctl, flat, t, gbpfd_globaltimer())) return GBPFD_ENTER_TOKEN;
+        if (gbpfd_try_token(ctl, t, gbpfd_globaltimer())) return GBPFD_ENTER_TOKEN;
     }
 }
 
@@ -297,7 +325,10 @@ GBPFD_FN unsigned int gbpfd_lane(void) {
  * the CTA waits for it.  A warp-gated CTA then holds one of its tenant's
  * warp slots per warp while its body runs. */
 GBPFD_FN void gbpfd_block_enter(long long *ctl, long long *flat, long long t, bool warp_gated, long long *how) {
-    if (gbpfd_first_thread()) *how = gbpfd_cta_enter(ctl, flat, t, false);
+    if (gbpfd_first_thread()) {
+        *how = gbpfd_cta_enter(ctl, flat, t, false);
+        gbpfd_count_block(flat, t, *how);
+    }
     __syncthreads();
     if (warp_gated && gbpfd_lane() == 0) gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_WARPS_ACTIVE), 1);
 }

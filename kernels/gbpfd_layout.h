@@ -5,7 +5,7 @@
 #define GBPFD_LAYOUT_H
 
 /* array sizes (int64 words) */
-#define GBPFD_CTL_WORDS              1868
+#define GBPFD_CTL_WORDS              1871
 #define GBPFD_FLAT_WORDS             124688
 #define GBPFD_MAX_TENANTS            32
 
@@ -25,19 +25,22 @@
 #define GBPFD_PLANE_PERIOD_LOOPS     20
 #define GBPFD_PLANE_ACTIVE_WINDOW_NS 21
 #define GBPFD_PLANE_WAIT_BOUND_NS    22
-#define GBPFD_PLANE_SAMPLE_EVERY     23
-#define GBPFD_PLANE_DECISIONS        24
-#define GBPFD_PLANE_FAST_GRANTS      25
-#define GBPFD_PLANE_REQUESTS         26
-#define GBPFD_PLANE_BYPASSED         27
-#define GBPFD_PLANE_INSNS            28
-#define GBPFD_PLANE_SMID             29
-#define GBPFD_PLANE_TORN_LOOPS       30
-#define GBPFD_PLANE_LOOPS            31
-#define GBPFD_PLANE_STOP             32
+#define GBPFD_PLANE_DEFER_BOUND_NS   23
+#define GBPFD_PLANE_SAMPLE_EVERY     24
+#define GBPFD_PLANE_DECISIONS        25
+#define GBPFD_PLANE_FAST_GRANTS      26
+#define GBPFD_PLANE_REQUESTS         27
+#define GBPFD_PLANE_BYPASSED         28
+#define GBPFD_PLANE_INSNS            29
+#define GBPFD_PLANE_SMID             30
+#define GBPFD_PLANE_TORN_LOOPS       31
+#define GBPFD_PLANE_LOOPS            32
+#define GBPFD_PLANE_STOP             33
+#define GBPFD_PLANE_TRACE_BUDGET     34
+#define GBPFD_PLANE_TRACES_DROPPED   35
 
 /* ctl: per-tenant words, at GBPFD_TENANT_BASE + tenant * GBPFD_TENANT_STRIDE */
-#define GBPFD_TENANT_BASE            332
+#define GBPFD_TENANT_BASE            335
 #define GBPFD_TENANT_STRIDE          16
 #define GBPFD_TENANT_TOKENS          0
 #define GBPFD_TENANT_RUNNING         1
@@ -53,10 +56,12 @@
 #define GBPFD_TENANT_LAST_DMA_NS     11
 #define GBPFD_TENANT_LAST_WARP_NS    12
 #define GBPFD_TENANT_DEMAND_SEEN     13
+#define GBPFD_TENANT_TOKEN_LIMIT     14
+#define GBPFD_TENANT_WORKERS         15
 
 /* ctl: admission request slots, at GBPFD_SLOT_BASE + slot * GBPFD_SLOT_STRIDE */
 #define GBPFD_NSLOTS                 64
-#define GBPFD_SLOT_BASE              844
+#define GBPFD_SLOT_BASE              847
 #define GBPFD_SLOT_STRIDE            8
 #define GBPFD_SLOT_STATE             0
 #define GBPFD_SLOT_TENANT            1
@@ -65,17 +70,17 @@
 #define GBPFD_SLOT_DECIDED_NS        4
 #define GBPFD_SLOT_PLACE_SM          5
 
-/* slot states, decisions, and the polls a worker makes for a decision being made */
+/* slot states and decisions */
 #define GBPFD_FREE                   0
 #define GBPFD_CLAIMED                1
 #define GBPFD_POSTED                 2
 #define GBPFD_SERVING                3
 #define GBPFD_DECIDED                4
+#define GBPFD_ABANDONED              5
 #define GBPFD_DEFER                  0
 #define GBPFD_ADMIT                  1
-#define GBPFD_SERVING_POLLS          1048576
 
-/* how a CTA got in (cta_exit returns a token only for GBPFD_ENTER_TOKEN) */
+/* how a CTA got in (cta_exit may hand a token on for GBPFD_ENTER_TOKEN and GBPFD_ENTER_POLICY) */
 #define GBPFD_ENTER_DENIED           0
 #define GBPFD_ENTER_TOKEN            1
 #define GBPFD_ENTER_POLICY           2

@@ -31,6 +31,9 @@ class Plane:
     def announce_launch(self, tenant: int) -> None:
         self.log.append(("announce", tenant))
 
+    def report_when_done(self, tenant: int, stream) -> None:
+        self.log.append(("report when done", tenant, stream))
+
 
 class Compiled:
     """Stands in for the wrapper's numba dispatcher: types are the Python type names."""
@@ -84,6 +87,7 @@ def test_preload_compiles_and_loads_for_the_launch_types_and_the_launch_then_run
     what, config, args = log[3]
     assert (what, config) == ("launch", (4, 32, 0))
     assert (args[2], args[4]) == (infer, 500)  # ctl, flat, tenant, then the body's own arguments
+    assert log[4] == ("report when done", infer, 0)  # its stream reports the launch finished once it ends
 
 
 def test_preload_checks_the_argument_count(gated):

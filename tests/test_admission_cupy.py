@@ -73,6 +73,9 @@ class Plane:
     def announce_launch(self, tenant: int) -> None:
         self.log.append(("announce", tenant))
 
+    def report_when_done(self, tenant: int, stream) -> None:
+        self.log.append(("report when done", tenant, stream))
+
 
 class RawKernel:
     """Stands in for cupy.RawKernel: a name, a source, and launches in ``log``."""
@@ -85,7 +88,9 @@ class RawKernel:
 
 
 @pytest.fixture
-def log():
+def log(monkeypatch):
+    """The fake plane's record; CuPy's current stream stands in as a name (CuPy may not be installed)."""
+    monkeypatch.setattr(admission_cupy, "current_stream", lambda: "cupy's current stream")
     return []
 
 
@@ -98,8 +103,9 @@ def test_the_gate_arguments_go_in_front_and_the_launch_is_announced_first(log):
     marks = object()
     gated(log)((4, 2), (64,), (marks, np.int64(7)), shared_mem=128)
     train = load_quotas(shared_file("quotas", "demo.toml")).index("train")
-    assert [entry[0] for entry in log] == ["announce", "launch"]
+    assert [entry[0] for entry in log] == ["announce", "launch", "report when done"]
     assert log[0] == ("announce", train)
+    assert log[2] == ("report when done", train, "cupy's current stream")
     _, grid, block, args, launch = log[1]
     assert (grid, block, launch) == ((4, 2), (64,), {"shared_mem": 128})
     assert args[3:] == (marks, 7)
@@ -109,7 +115,7 @@ def test_the_gate_arguments_go_in_front_and_the_launch_is_announced_first(log):
 
 def test_an_int_grid_and_block_become_the_tuples_cupy_takes(log):
     gated(log, tenant="batch")(12, np.int32(256), [])
-    _, grid, block, args, _ = log[-1]
+    _, grid, block, args, _ = log[1]  # the launch, between its announcement and its report
     assert (grid, block) == ((12,), (256,))
     assert int(args[2]) == load_quotas(shared_file("quotas", "demo.toml")).index("batch")
 
@@ -134,7 +140,7 @@ def test_gbpfd_admit_hands_a_cupy_kernel_to_admit_raw(log):
     wrapped = gbpfd.admit(Plane(log), tenant="train")(cupy_like(log))
     assert isinstance(wrapped, AdmittedRawKernel)
     wrapped(1, 32, ())
-    assert [entry[0] for entry in log] == ["announce", "launch"]
+    assert [entry[0] for entry in log] == ["announce", "launch", "report when done"]
 
 
 def test_gbpfd_exports_admit_raw():
@@ -212,7 +218,7 @@ def test_a_source_that_defines_the_kernel_without_the_gate_params_is_refused(log
 @pytest.mark.parametrize("code", [None, "/* built elsewhere */", MARK_SOURCE])
 def test_a_kernel_without_a_readable_definition_or_with_the_gate_params_is_taken(log, code):
     gated(log, name="rounds", code=code)(1, 32, ())
-    assert [entry[0] for entry in log] == ["announce", "launch"]
+    assert [entry[0] for entry in log] == ["announce", "launch", "report when done"]
 
 
 # ----------------------------------------------------- compile options

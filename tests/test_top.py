@@ -9,13 +9,14 @@ import pytest
 
 from gbpfd.bridge.layout import HIST_BUCKETS
 from gbpfd.cli import main
+from gbpfd.device import state as S
 from gbpfd.isa.abi import RECORDS
 from gbpfd.plane.plane import Health, Plane
 from gbpfd.top import COLUMNS, format_frame, frame, hist_median_bound_ns
 
 FRAME_KEYS = ["backend", "simulated", "device_time_ns", "health", "tenants", "events"]
 COUNTER_FIELDS = [f.name for f in RECORDS["counters"].fields]
-TENANT_KEYS = ["name"] + COUNTER_FIELDS + ["latency_histogram", "decision_wait_median_below_ns"]
+TENANT_KEYS = ["name", *S.GAUGES] + COUNTER_FIELDS + ["latency_histogram", "decision_wait_median_below_ns"]
 HEALTH_FIELDS = [f.name for f in dataclasses.fields(Health)]
 
 

@@ -86,6 +86,7 @@ def _regions():
         "event_ring": len(RING_WORDS) + EVENT_SLOTS * len(EVENT_WORDS),
         "snapshot": len(SNAPSHOT_WORDS) + MAX_TENANTS * QUOTA_WORDS,
         "demand": MAX_TENANTS,
+        "finished": MAX_TENANTS,
         "counters": MAX_TENANTS * COUNTER_WORDS,
         "histogram": MAX_TENANTS * HIST_BUCKETS,
     }

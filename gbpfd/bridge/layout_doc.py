@@ -26,6 +26,7 @@ REGION_DOCS = {
     "event_ring": _TOML["records"]["event"]["doc"],
     "snapshot": _TOML["snapshot"]["doc"],
     "demand": _TOML["demand"]["doc"],
+    "finished": _TOML["finished"]["doc"],
     "counters": f"the device's counters, mirrored once per tick period: a record per tenant slot, each {RECORDS['counters'].doc}",
     "histogram": L.HIST_DOC,
 }
@@ -172,6 +173,9 @@ def render_layout() -> str:
            f"## Demand\n\n{_sentence(REGION_DOCS['demand'])} Tenant `t`'s word is {L.REGION.demand} + t. "
            "A change marks the tenant active for the fair share, even while its CTAs still wait in the "
            "hardware queue.\n\n",
+           f"## Finished\n\n{_sentence(REGION_DOCS['finished'])} Tenant `t`'s word is {L.REGION.finished} + t. "
+           "While it is reported (not -1) and below the tenant's demand word, the tenant stays active for the "
+           "fair share: it has launched work that has not completed.\n\n",
            f"## Counters\n\n{_sentence(REGION_DOCS['counters'])} The control CTA copies them here once per "
            f"tick period: tenant `t`'s record is at word {L.REGION.counters} + t * {L.COUNTER_WORDS} "
            f"({sizes['counters'][1]} words in all). Offsets within a record:\n\n",

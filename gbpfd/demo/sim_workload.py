@@ -124,20 +124,18 @@ def _report(plane: Plane, cfg, lc_runs, copies, swapped, start, end) -> dict:
 
 def swap_accounting(plane: Plane) -> tuple[int, int]:
     """Admissions lost and doubled over the run (the swap included): the
-    device's live admitted/bypassed counters against what the workers saw
-    (plus admissions decided but not yet seen by their requester), requests
-    neither answered nor still open, and logical blocks started twice."""
+    device's live admitted/bypassed counters against the blocks the workers
+    started (both are counted as a block starts), requests neither answered
+    nor still open, and logical blocks started twice."""
     from gbpfd.device import state as S
     d = plane.device
     flat, ctl = plane.arrays.flat, plane.arrays.ctl  # the simulated device's live state
     slots = ctl[S.SLOT_BASE:S.SLOT_BASE + S.NSLOTS * S.SLOT_STRIDE].reshape(S.NSLOTS, S.SLOT_STRIDE)
-    decided_admits = slots[(slots[:, S.SLOT.state] == S.DECIDED) & (slots[:, S.SLOT.decision] == S.ADMIT)]
     lost = doubled = 0
     for t in range(len(plane.quotas.names)):
         row = S.COUNTERS_WORD + t * S.COUNTER_RECORD_WORDS
         device_side = int(flat[row + S.COUNTER.admitted] + flat[row + S.COUNTER.bypassed])
-        worker_side = (d.stats.granted.get(t, 0) + d.stats.bypassed.get(t, 0)
-                       + int((decided_admits[:, S.SLOT.tenant] == t).sum()))
+        worker_side = d.stats.granted.get(t, 0) + d.stats.bypassed.get(t, 0)
         lost += max(0, worker_side - device_side)
         doubled += max(0, device_side - worker_side)
     still_open = int(np.isin(slots[:, S.SLOT.state], (S.POSTED, S.SERVING, S.DECIDED)).sum())

@@ -7,13 +7,14 @@ body's exact parameter list, because Numba kernels take no ``*args``.
 from numba import cuda, types
 
 from gbpfd.device import state as S
-from gbpfd.device.kernels_cuda import cta_enter, cta_exit, dma_take_wait, warp_gate_wait, warp_leave
+from gbpfd.device.kernels_cuda import (count_block, cta_enter, cta_exit, dma_take_wait, note_worker, warp_gate_wait,
+                                      warp_leave)
 from gbpfd.device.prims_cuda import smid
 from gbpfd.device.state import ENTER_BYPASS, ENTER_DENIED, PLANE
 
 _HELPERS = {"cuda": cuda, "types": types, "cta_enter": cta_enter, "cta_exit": cta_exit, "smid": smid,
-            "warp_leave": warp_leave, "ENTER_DENIED": ENTER_DENIED,
-            "ENTER_BYPASS": ENTER_BYPASS, "PLANE": PLANE}
+            "warp_leave": warp_leave, "count_block": count_block, "note_worker": note_worker,
+            "ENTER_DENIED": ENTER_DENIED, "ENTER_BYPASS": ENTER_BYPASS, "PLANE": PLANE}
 
 _GATE = '''
 def gated(ctl, flat, tenant, {params}):
@@ -21,6 +22,7 @@ def gated(ctl, flat, tenant, {params}):
     first = cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0 and cuda.threadIdx.z == 0
     if first:
         how[0] = cta_enter(ctl, flat, tenant, False)
+        count_block(flat, tenant, how[0])
     cuda.syncthreads()
     {warp_in}
     body({args})
@@ -40,11 +42,16 @@ def workers(ctl, flat, tenant, next_block, nblocks, force, {params}):
     first = cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0 and cuda.threadIdx.z == 0
     if first:
         state[0] = ENTER_DENIED if smid() == ctl[PLANE.smid] else 1  # leave the control CTA's SM to it
+        if state[0] != ENTER_DENIED:
+            note_worker(ctl, tenant, 1)
     cuda.syncthreads()
+    resident = state[0] != ENTER_DENIED
     while state[0] != ENTER_DENIED:
         if first:
             state[0] = ENTER_BYPASS if force else cta_enter(ctl, flat, tenant, True)
             state[1] = cuda.atomic.add(next_block, 0, 1) if state[0] != ENTER_DENIED else nblocks
+            if state[1] < nblocks:
+                count_block(flat, tenant, state[0])  # admitted counts blocks, not workers
         cuda.syncthreads()
         if state[1] >= nblocks:
             if first and state[0] != ENTER_DENIED:
@@ -57,6 +64,8 @@ def workers(ctl, flat, tenant, next_block, nblocks, force, {params}):
         if first:
             cta_exit(ctl, tenant, state[0])
         cuda.syncthreads()
+    if first and resident:
+        note_worker(ctl, tenant, -1)
 '''
 
 

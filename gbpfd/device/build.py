@@ -37,7 +37,7 @@ def for_cpu():
     from gbpfd.vm import fast
     jit = numba.njit(nogil=True, error_model="numpy", cache=True)
     tag = "_" + source_digest()
-    execute = targets.specialize([fast.interp.execute], {}, jit, tag=tag).execute
+    execute = targets.specialize([fast.interp.execute], prims_cpu.PRIMS, jit, tag=tag).execute
     return targets.specialize(device_functions(), prims_cpu.PRIMS, jit, extra={"execute": execute}, tag=tag)
 
 
@@ -49,8 +49,10 @@ def for_cuda():
     from gbpfd.device import prims_cuda, targets
     from gbpfd.vm import interp
     jit = cuda.jit(device=True)
-    return targets.specialize(device_functions(), prims_cuda.PRIMS, jit,
-                              extra={"execute": jit(interp.execute)})
+    execute = targets.specialize([interp.execute], prims_cuda.PRIMS, jit).execute
+    built = targets.specialize(device_functions(), prims_cuda.PRIMS, jit, extra={"execute": execute})
+    built.execute = execute  # the interpreter the control CTA runs, for the PTX checks
+    return built
 
 
 @cache
@@ -61,5 +63,5 @@ def for_cudasim():
     from gbpfd.device import prims_cudasim, targets
     from gbpfd.vm import interp
     jit = cuda.jit(device=True)
-    return targets.specialize(device_functions(), prims_cudasim.PRIMS, jit,
-                              extra={"execute": jit(interp.execute)})
+    execute = targets.specialize([interp.execute], prims_cudasim.PRIMS, jit).execute
+    return targets.specialize(device_functions(), prims_cudasim.PRIMS, jit, extra={"execute": execute})

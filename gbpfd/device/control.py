@@ -19,10 +19,11 @@ from gbpfd.bridge.layout import COMMAND, HEADER, HIST_BUCKETS, KIND, MAX_TENANTS
 from gbpfd.device.state import (ACTIVE, ADMIT, BASELINE_SLOT, COUNTER, COUNTERS_WORD, COUNTER_RECORD_WORDS,
                                 CTX_ADMIT, CTX_ADMIT_SIZE, CTX_DMA, CTX_DMA_SIZE, CTX_THERM, CTX_THERM_SIZE,
                                 CTX_TICK, CTX_TICK_SIZE, CTX_WARP, CTX_WARP_SIZE, D_BASE, D_MAP_ENTRIES, D_MAP_RID,
-                                D_MAP_VALUE_SIZE, D_NMAPS, D_PERM, D_SIZE, DECIDED, DEFER, HIST_BASE, HOOK,
+                                D_MAP_VALUE_SIZE, D_NMAPS, D_PERM, D_SIZE, DECIDED, DEFER, FREE, HIST_BASE, HOOK,
                                 HOOK_BUDGET, MAX_INSNS, META, META_WORDS, NINSNS, NO_PROGRAM, NPROG_SLOTS, PLANE,
                                 POSTED, PROGRAM_ID, QUOTA, QUOTA_AT, QUOTA_RECORD_BYTES, QUOTA_SIZE, QUOTA_WORD,
-                                RUNNER_ADMIT, RUNNER_BYTES, RUNNER_TICK, RUNNERS_AT, SERVING, SLOT, STAGE, TENANT)
+                                RUNNER_ADMIT, RUNNER_BYTES, RUNNER_TICK, RUNNERS_AT, SERVING, SLOT, STAGE, TENANT,
+                                TRACE_EVENTS_PER_TICK)
 from gbpfd.vm.memory import RID_CTX
 from gbpfd.vm.status import OK
 
@@ -81,9 +82,11 @@ def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, 
                  d[D_MAP_VALUE_SIZE:D_MAP_ENTRIES], d[D_MAP_ENTRIES:D_NMAPS], d[D_NMAPS], HOOK_BUDGET[h],
                  np.uint64(now), vmout[r])
     ctl[PLANE.insns] += vmout[r, 0]
+    program = ctl[PROGRAM_ID + h * NPROG_SLOTS + slot]
+    if vmout[r, 2] > 0:
+        trace_event(h, tenant, now, program, ctl, host, vmout[r, 3], vmout[r, 2])
     if st == OK:
         return np.int64(rg[0])
-    program = ctl[PROGRAM_ID + h * NPROG_SLOTS + slot]
     event_push(host, KIND.fault, now, h, program, tenant, st, vmout[r, 1], vmout[r, 0])
     if tenant >= 0:
         atomic_add(flat, COUNTERS_WORD + tenant * COUNTER_RECORD_WORDS + COUNTER.faults, 1)
@@ -94,6 +97,17 @@ def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, 
     event_push(host, KIND.fallback, now, h, -1 if fallback == NO_PROGRAM else ctl[
         PROGRAM_ID + h * NPROG_SLOTS + fallback], tenant, program, 0, 0)
     return np.int64(-1)
+
+
+def trace_event(h, tenant, now, program, ctl, host, value, calls):
+    """A run that called ``trace`` writes one event (its first traced value,
+    and how many calls it made) while the tick period's trace budget lasts;
+    past it the event is dropped and counted, so a tracing policy cannot
+    flood the ring the plane's own events share."""
+    if atomic_add(ctl, PLANE.trace_budget, -1) > 0:
+        event_push(host, KIND.trace, now, h, program, tenant, value, calls, 0)
+    else:
+        atomic_add(ctl, PLANE.traces_dropped, 1)
 
 
 def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
@@ -111,7 +125,8 @@ def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
     put(flat8, c + CTX_TICK.dt_ns, CTX_TICK_SIZE.dt_ns, now - ctl[tenant_word(t, TENANT.last_tick_ns)])
     put(flat8, c + CTX_TICK.tenant, CTX_TICK_SIZE.tenant, t)
     put(flat8, c + CTX_TICK.ntenants, CTX_TICK_SIZE.ntenants, ctl[META.ntenants])
-    put(flat8, c + CTX_TICK.running_ctas, CTX_TICK_SIZE.running_ctas, ctl[tenant_word(t, TENANT.running)])
+    running = ctl[tenant_word(t, TENANT.running)]
+    put(flat8, c + CTX_TICK.running_ctas, CTX_TICK_SIZE.running_ctas, running)
     put(flat8, c + CTX_TICK.queued_ctas, CTX_TICK_SIZE.queued_ctas, ctl[tenant_word(t, TENANT.queued)])
     put(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens, seen)
     put(flat8, c + CTX_TICK.epoch, CTX_TICK_SIZE.epoch, ctl[META.epoch])
@@ -123,7 +138,10 @@ def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
     if invoke_with_fallback(HOOK.tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames,
                             vmout) < 0:
         return
-    delta = get(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens) - seen
+    granted = get(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens)
+    # tick sets the holding; the allowance it implies bounds what exits hand on (gates.cta_exit)
+    ctl[tenant_word(t, TENANT.token_limit)] = running + granted if granted > 0 else 0
+    delta = granted - seen
     atomic_add(ctl, tenant_word(t, TENANT.tokens), delta)
     if delta > 0:
         atomic_add(flat, counter_word(t, COUNTER.tokens_granted), delta)
@@ -181,21 +199,24 @@ def therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
 
 def aggregate_tenants(now, ctl, host, flat8):
     """The plane-wide inputs of tick and cta_admit: the weight of the
-    best-effort tenants active within the window (a CTA asked, or the host
-    announced a launch), the slots held back for the latency-critical ones."""
+    best-effort tenants that are active (a CTA asked, or the host announced
+    a launch, within the window; CTAs running; or launches announced that
+    the launcher has not reported finished), the slots held back for the
+    latency-critical ones."""
     weights = np.int64(0)
     reserved = np.int64(0)
     for t in range(ctl[META.ntenants]):
         if not present(flat8, t):
             continue
         launches = host[REGION.demand + t]
+        finished = host[REGION.finished + t]
         if launches != ctl[tenant_word(t, TENANT.demand_seen)]:
             ctl[tenant_word(t, TENANT.demand_seen)] = launches
             ctl[tenant_word(t, TENANT.last_demand_ns)] = now
         if latency_critical(flat8, t):
             reserved += quota_field(flat8, t, QUOTA.max_ctas, QUOTA_SIZE.max_ctas)
         elif (now - ctl[tenant_word(t, TENANT.last_demand_ns)] < ctl[PLANE.active_window_ns]
-              or ctl[tenant_word(t, TENANT.running)] > 0):
+              or ctl[tenant_word(t, TENANT.running)] > 0 or 0 <= finished < launches):
             weights += quota_field(flat8, t, QUOTA.weight, QUOTA_SIZE.weight)
     ctl[PLANE.be_weight_sum] = weights
     ctl[PLANE.lc_reserved] = reserved
@@ -212,6 +233,7 @@ def mirror(ctl, host, flat):
     host[HEADER.requests] = ctl[PLANE.requests]
     host[HEADER.insns] = ctl[PLANE.insns]
     host[HEADER.bypassed] = ctl[PLANE.bypassed]
+    host[HEADER.traces_dropped] = ctl[PLANE.traces_dropped]
     host[HEADER.epoch] = ctl[META.epoch]
     host[HEADER.loops] = ctl[PLANE.loops]
 
@@ -226,6 +248,7 @@ def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
         host[HEADER.loop_period_ns] = (now - ctl[PLANE.last_tick_ns]) // loops
         ctl[PLANE.period_loops] = 0
         ctl[PLANE.last_tick_ns] = now
+        ctl[PLANE.trace_budget] = TRACE_EVENTS_PER_TICK
         aggregate_tenants(now, ctl, host, flat8)
         for t in range(ctl[META.ntenants]):
             if present(flat8, t):
@@ -341,11 +364,22 @@ def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     """Decide slot ``s`` if a request is posted there; 1 if it decided."""
     if atomic_cas(ctl, slot_word(s, SLOT.state), POSTED, SERVING) != POSTED:
         return 0
+    decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    return 1
+
+
+def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """Decide the request in slot ``s``, which this CTA moved to SERVING."""
     t = ctl[slot_word(s, SLOT.tenant)]
     wait = now - ctl[slot_word(s, SLOT.post_ns)]
     decision = DEFER
     place = np.int64(-1)
-    if ctl[PLANE.total_running] < ctl[PLANE.global_cta_cap]:
+    under_cap = ctl[PLANE.total_running] < ctl[PLANE.global_cta_cap]
+    if under_cap and take_token(ctl, t):
+        # tick granted tokens after the worker looked: one of them admits it, with no policy run (a deferral
+        # here would leave the token unused while a persistent worker leaves its SM)
+        decision = ADMIT
+    elif under_cap:
         c = ctx_at(RUNNER_ADMIT)
         put(flat8, c + CTX_ADMIT.now_ns, CTX_ADMIT_SIZE.now_ns, now)
         put(flat8, c + CTX_ADMIT.wait_ns, CTX_ADMIT_SIZE.wait_ns, wait)
@@ -368,14 +402,18 @@ def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
             place -= 0x100000000
     atomic_add(ctl, tenant_word(t, TENANT.queued), -1)
     if decision == ADMIT:
-        note_running(ctl, flat, t, COUNTER.admitted)
-    else:
-        atomic_add(flat, counter_word(t, COUNTER.deferred), 1)
+        note_running(ctl, t, 1)  # before the worker can see the decision and start
     ctl[slot_word(s, SLOT.decision)] = decision
     ctl[slot_word(s, SLOT.decided_ns)] = now
     ctl[slot_word(s, SLOT.place_sm)] = place
     fence()
-    store_release(ctl, slot_word(s, SLOT.state), DECIDED)
+    if atomic_cas(ctl, slot_word(s, SLOT.state), SERVING, DECIDED) != SERVING:
+        # the worker abandoned the wait meanwhile and bypasses: take the admission back
+        if decision == ADMIT:
+            note_running(ctl, t, -1)
+        store_release(ctl, slot_word(s, SLOT.state), FREE)
+    elif decision == DEFER:
+        atomic_add(flat, counter_word(t, COUNTER.deferred), 1)
     ctl[HIST_BASE + t * HIST_BUCKETS + hist_bucket(wait)] += 1
     ctl[PLANE.requests] += 1
     ctl[PLANE.decisions] += 1
@@ -385,9 +423,9 @@ def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     if every > 0 and ctl[PLANE.decisions] % every == 0 and active != NO_PROGRAM:
         event_push(host, KIND.decision, now, HOOK.cta_admit, ctl[PROGRAM_ID + HOOK.cta_admit * NPROG_SLOTS + active],
                    t, decision, wait, 0)
-    return 1
 
 
-DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, invoke_with_fallback,
+DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, trace_event,
+                    invoke_with_fallback,
                     tick_tenant, dma_tenant, warp_tenant, therm, aggregate_tenants, mirror, due, periodic,
-                    adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot)
+                    adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot, decide_claimed)

@@ -7,9 +7,9 @@ schedules the steps in virtual time), so no step here can block.  Counts
 that admission decisions depend on (running, tokens, queued) are changed
 with atomics at the moment they become true.
 """
-from gbpfd.device.state import (CLAIMED, COUNTER, COUNTER_RECORD_WORDS, COUNTERS_WORD, DECIDED, ENTER_BYPASS,
-                                ENTER_TOKEN, FREE, NSLOTS, PLANE, POSTED, SERVING_POLLS, SLOT, SLOT_BASE, SLOT_STRIDE, TENANT,
-                                TENANT_BASE, TENANT_STRIDE)
+from gbpfd.device.state import (ABANDONED, CLAIMED, COUNTER, COUNTER_RECORD_WORDS, COUNTERS_WORD, DECIDED,
+                                ENTER_BYPASS, ENTER_POLICY, ENTER_TOKEN, FREE, NSLOTS, PLANE, POSTED, SERVING, SLOT,
+                                SLOT_BASE, SLOT_STRIDE, TENANT, TENANT_BASE, TENANT_STRIDE)
 
 
 def tenant_word(t, field):
@@ -24,22 +24,41 @@ def counter_word(t, field):
     return COUNTERS_WORD + t * COUNTER_RECORD_WORDS + field
 
 
-def note_running(ctl, flat, t, counter):
-    """A CTA of tenant ``t`` starts its body; ``counter`` says how it got in."""
-    atomic_add(ctl, tenant_word(t, TENANT.running), 1)
-    atomic_add(ctl, PLANE.total_running, 1)
-    atomic_add(flat, counter_word(t, counter), 1)
+def note_running(ctl, t, delta):
+    """A CTA of tenant ``t`` got in (``delta`` 1) or left, or an admission was taken back (-1)."""
+    atomic_add(ctl, tenant_word(t, TENANT.running), delta)
+    atomic_add(ctl, PLANE.total_running, delta)
 
 
-def try_token(ctl, flat, t, now):
+def count_block(flat, t, how):
+    """The worker starts a logical block (a gate CTA's body, or one persistent
+    block): ``admitted`` counts blocks, so a worker that got in and found no
+    block left counts nothing; a bypassed one was counted by ``bypass``."""
+    if how == ENTER_TOKEN or how == ENTER_POLICY:
+        atomic_add(flat, counter_word(t, COUNTER.admitted), 1)
+
+
+def note_worker(ctl, t, delta):
+    """A persistent worker CTA of tenant ``t`` starts on an SM (1) or leaves it (-1)."""
+    atomic_add(ctl, tenant_word(t, TENANT.workers), delta)
+
+
+def try_token(ctl, t, now):
     """Take one CTA token with one atomic; True when the CTA may start."""
     ctl[tenant_word(t, TENANT.last_demand_ns)] = now
     # acquire loads: a retry loop over plain loads may be served a stale cached word, or hoisted
     if load_acquire(ctl, PLANE.total_running) >= load_acquire(ctl, PLANE.global_cta_cap):
         return False
-    if atomic_add(ctl, tenant_word(t, TENANT.tokens), -1) > 0:
-        note_running(ctl, flat, t, COUNTER.admitted)
+    if take_token(ctl, t):
+        note_running(ctl, t, 1)
         atomic_add(ctl, PLANE.fast_grants, 1)
+        return True
+    return False
+
+
+def take_token(ctl, t):
+    """One of tenant ``t``'s CTA tokens, with one atomic; False (and the word restored) when it has none."""
+    if atomic_add(ctl, tenant_word(t, TENANT.tokens), -1) > 0:
         return True
     atomic_add(ctl, tenant_word(t, TENANT.tokens), 1)
     return False
@@ -72,30 +91,39 @@ def poll_request(ctl, s):
 
 
 def abandon_request(ctl, s):
-    """Give up waiting on slot ``s``.  Returns -1 when the request was
-    withdrawn before the control CTA read it, else the decision it made in
-    the meantime: an admission is never both granted and bypassed."""
+    """Give up waiting on slot ``s`` (one step, no wait).  -1 when the
+    request was withdrawn before the control CTA read it, or marked
+    ABANDONED while it was deciding (it then takes back what it counted and
+    frees the slot); else the decision it had already published.  Either
+    way the request is admitted or bypassed, never both."""
     if atomic_cas(ctl, slot_word(s, SLOT.state), POSTED, FREE) == POSTED:
         atomic_add(ctl, tenant_word(ctl[slot_word(s, SLOT.tenant)], TENANT.queued), -1)
         return -1
-    for _ in range(SERVING_POLLS):  # the control CTA finishes a slot it is serving in one policy run
-        decision = poll_request(ctl, s)
-        if decision >= 0:
-            return decision
-    return -1
+    if atomic_cas(ctl, slot_word(s, SLOT.state), SERVING, ABANDONED) == SERVING:
+        return -1
+    return poll_request(ctl, s)
 
 
 def bypass(ctl, flat, t):
     """The wait hit its bound: run anyway, and say so in the counters."""
-    note_running(ctl, flat, t, COUNTER.bypassed)
+    note_running(ctl, t, 1)
+    atomic_add(flat, counter_word(t, COUNTER.bypassed), 1)
     atomic_add(ctl, PLANE.bypassed, 1)
     return ENTER_BYPASS
 
 
 def cta_exit(ctl, t, how):
-    atomic_add(ctl, tenant_word(t, TENANT.running), -1)
+    """The CTA (or persistent block) is done.  An admitted one hands its
+    token on only while the tenant, with the tokens it holds, stays under
+    the token limit tick last set (its allowance; 0 at or over it): so a
+    lowered allowance is not held up by tokens circulating from exit to
+    entry, and the tenant's next CTAs go to cta_admit, the policy's law."""
+    left = atomic_add(ctl, tenant_word(t, TENANT.running), -1) - 1
     atomic_add(ctl, PLANE.total_running, -1)
-    if how == ENTER_TOKEN:
+    if how != ENTER_TOKEN and how != ENTER_POLICY:
+        return
+    held = max(load_acquire(ctl, tenant_word(t, TENANT.tokens)), 0)
+    if left + held < load_acquire(ctl, tenant_word(t, TENANT.token_limit)):
         atomic_add(ctl, tenant_word(t, TENANT.tokens), 1)
 
 
@@ -133,6 +161,6 @@ def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
     atomic_add(flat, counter_word(t, COUNTER.throttled_ns), waited_ns)
 
 
-DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, note_running, try_token, post_request, poll_request,
-                    abandon_request, bypass, cta_exit, dma_take, dma_announce, warp_enter, warp_leave,
-                    warp_throttled)
+DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, note_running, count_block, note_worker, try_token,
+                    take_token, post_request, poll_request, abandon_request, bypass, cta_exit, dma_take,
+                    dma_announce, warp_enter, warp_leave, warp_throttled)

@@ -21,10 +21,12 @@ _D = for_cuda()
 # Numba resolves module globals, not attributes of a namespace object.
 abandon_request = _D.abandon_request
 bypass = _D.bypass
+count_block = _D.count_block
 _cta_exit = _D.cta_exit
 dma_announce = _D.dma_announce
 dma_take = _D.dma_take
 housekeeping = _D.housekeeping
+note_worker = _D.note_worker
 poll_request = _D.poll_request
 post_request = _D.post_request
 serve_slot = _D.serve_slot
@@ -78,9 +80,10 @@ def cta_enter(ctl, flat, t, persistent):
     """One thread per CTA.  How the CTA got in (state.ENTER_*); ENTER_DENIED
     only in persistent mode, where a denied worker leaves its SM slot."""
     now = globaltimer()
-    if try_token(ctl, flat, t, now):
+    if try_token(ctl, t, now):
         return S.ENTER_TOKEN
-    deadline = now + ctl[S.PLANE.wait_bound_ns]
+    answer_by = now + ctl[S.PLANE.wait_bound_ns]  # the control CTA answers by then, or the CTA runs anyway
+    give_up = now + ctl[S.PLANE.defer_bound_ns]   # the policy keeps deferring: run anyway past this
     backoff = BACKOFF_MIN_NS
     while True:
         s = post_request(ctl, t, globaltimer())
@@ -88,7 +91,7 @@ def cta_enter(ctl, flat, t, persistent):
             decision = -1
             while decision < 0:
                 decision = poll_request(ctl, s)
-                if decision < 0 and globaltimer() > deadline:
+                if decision < 0 and globaltimer() > answer_by:
                     decision = abandon_request(ctl, s)
                     if decision < 0:
                         return bypass(ctl, flat, t)
@@ -96,11 +99,12 @@ def cta_enter(ctl, flat, t, persistent):
                 return S.ENTER_POLICY
             if persistent:
                 return S.ENTER_DENIED
-        if globaltimer() > deadline:
+            answer_by = globaltimer() + ctl[S.PLANE.wait_bound_ns]  # answered: the control CTA is serving
+        if globaltimer() > min(answer_by, give_up):
             return bypass(ctl, flat, t)
         cuda.nanosleep(backoff)
         backoff = min(backoff * 2, BACKOFF_MAX_NS)
-        if try_token(ctl, flat, t, globaltimer()):
+        if try_token(ctl, t, globaltimer()):
             return S.ENTER_TOKEN
 
 

@@ -7,6 +7,8 @@ reads the same on every target.
 """
 import numba
 
+from gbpfd.vm import interp
+
 _jit = numba.njit(inline="always", nogil=True)
 
 
@@ -41,4 +43,4 @@ def fence():
 
 
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence}
+         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": interp.atomic_add_le64}

@@ -6,7 +6,9 @@ loads and stores the control CTA and the workers poll with are therefore
 inline PTX with acquire/release semantics at system scope (the host area is
 pinned host memory mapped into the device), and the clocks are read the
 same way.  Read-modify-writes use Numba's device atomics (device memory
-only: a device atomic on host memory is not atomic against the host).
+only: a device atomic on host memory is not atomic against the host);
+``atomic_add_le64`` is the interpreter's counter_add, an LLVM atomicrmw on
+the byte view of ``flat``.
 """
 from llvmlite import ir
 from numba import cuda, types
@@ -42,6 +44,17 @@ def _st_release(typingctx, ary, idx, value):
         builder.call(asm, [ptr, val])
         return context.get_dummy_value()
     return types.void(ary, idx, value), codegen
+
+
+@intrinsic
+def _atomic_add_bytes64(typingctx, ary, idx, value):
+    """One relaxed 64-bit atomic add at byte ``idx`` of a byte array (8-aligned): the interpreter's
+    counter_add, whose counters sit in the byte view of ``flat``."""
+    def codegen(context, builder, sig, args):
+        ptr = builder.bitcast(_item_pointer(context, builder, sig, args), _I64.as_pointer())
+        val = context.cast(builder, args[2], sig.args[2], types.uint64)
+        return builder.atomic_rmw("add", ptr, val, "monotonic")
+    return types.uint64(ary, idx, value), codegen
 
 
 @intrinsic
@@ -90,5 +103,10 @@ def fence():
     cuda.threadfence_system()
 
 
+@_device
+def atomic_add_le64(flat8, at, value):
+    _atomic_add_bytes64(flat8, at, value)
+
+
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence}
+         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": atomic_add_le64}

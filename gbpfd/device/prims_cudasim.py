@@ -34,5 +34,16 @@ def fence():
     cuda.threadfence_system()
 
 
+@_device
+def atomic_add_le64(flat8, at, value):
+    """counter_add on the byte view: the simulator has no 64-bit atomic on it; it runs one thread at a time."""
+    x = 0
+    for k in range(7, -1, -1):
+        x = (x << 8) | int(flat8[at + k])
+    x = (x + int(value)) & 0xFFFFFFFFFFFFFFFF
+    for k in range(8):
+        flat8[at + k] = (x >> (8 * k)) & 0xFF
+
+
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence}
+         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": atomic_add_le64}

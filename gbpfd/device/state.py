@@ -48,8 +48,8 @@ _PLANE_NAMES = [
     "total_running", "global_cta_cap", "be_weight_sum", "lc_reserved",
     "tick_period_ns", "dma_period_ns", "warp_period_ns", "therm_period_ns",
     "last_tick_ns", "last_dma_ns", "last_warp_ns", "last_therm_ns", "period_loops",
-    "active_window_ns", "wait_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
-    "bypassed", "insns", "smid", "torn_loops", "loops", "stop",
+    "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
+    "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped",
 ]
 PLANE = namedtuple("PlaneWords", _PLANE_NAMES)(*range(META_WORDS, META_WORDS + len(_PLANE_NAMES)))
 #: a torn-proof staging copy of the snapshot (meta words, then quota words)
@@ -65,7 +65,7 @@ PLANE_WORDS = NINSNS + NHOOKS * NPROG_SLOTS
 TENANT = _group("TenantWords", [
     "tokens", "running", "queued", "warps_active", "warps_waiting", "warp_cap",
     "dma_tokens", "dma_moved", "dma_pending", "last_demand_ns", "last_tick_ns", "last_dma_ns",
-    "last_warp_ns", "demand_seen",
+    "last_warp_ns", "demand_seen", "token_limit", "workers",
 ])
 TENANT_STRIDE = 16
 TENANT_BASE = PLANE_WORDS
@@ -75,15 +75,20 @@ NSLOTS = 32 * SLOTS_PER_LANE
 SLOT = _group("SlotWords", ["state", "tenant", "post_ns", "decision", "decided_ns", "place_sm"])
 SLOT_STRIDE = 8
 SLOT_BASE = TENANT_BASE + MAX_TENANTS * TENANT_STRIDE
-FREE, CLAIMED, POSTED, SERVING, DECIDED = 0, 1, 2, 3, 4
-#: polls a worker makes for a decision the control CTA already started (it takes one policy run)
-SERVING_POLLS = 1 << 20
+#: ABANDONED: the worker gave up while the control CTA was deciding; the control CTA frees the slot and
+#: takes back what it counted, so a request is admitted or bypassed, never both
+FREE, CLAIMED, POSTED, SERVING, DECIDED, ABANDONED = 0, 1, 2, 3, 4, 5
 DEFER, ADMIT = 0, 1
+#: per tenant, what ``Plane.gauges()`` reads from the device's words (in flight now, not counted up)
+GAUGES = ("running", "queued", "tokens", "workers")
+#: trace events the policies may write per tick period, all hooks together; the rest are counted as dropped
+TRACE_EVENTS_PER_TICK = 16
 
 HIST_BASE = SLOT_BASE + NSLOTS * SLOT_STRIDE
 CTL_WORDS = HIST_BASE + MAX_TENANTS * HIST_BUCKETS
 
-# How a CTA got in: cta_exit returns a token only for ENTER_TOKEN.
+# How a CTA got in.  cta_exit hands a token back for ENTER_TOKEN and ENTER_POLICY while the tenant is
+# under its token limit (see gates.cta_exit), never for ENTER_BYPASS.
 ENTER_TOKEN, ENTER_POLICY, ENTER_BYPASS, ENTER_DENIED = 1, 2, 3, 0
 
 # ----------------------------------------------------------------- flat
@@ -123,6 +128,8 @@ DESC_WORDS = D_NMAPS + 1
 
 # ------------------------------------------------- interpreter scratch
 REGS_WORDS = 11
+#: per runner: steps run, final pc, trace calls made, the first traced value (gbpfd.vm.interp.execute's ``out``)
+VMOUT_WORDS = 4
 FRAMES_SHAPE = (LIMITS.max_call_depth, FRAME_WORDS)
 HOOK_BUDGET = np.array([HOOKS[name].budget for name in HOOK_NAMES], np.int64)
 

@@ -69,12 +69,21 @@ def allocate() -> PlaneArrays:
         desc=np.zeros((S.NHOOKS, S.NPROG_SLOTS, S.NRUNNERS, S.DESC_WORDS), np.int64),
         regs=np.zeros((S.NRUNNERS, S.REGS_WORDS), np.uint64),
         frames=np.zeros((S.NRUNNERS,) + S.FRAMES_SHAPE, np.uint64),
-        vmout=np.zeros((S.NRUNNERS, 2), np.int64),
+        vmout=np.zeros((S.NRUNNERS, S.VMOUT_WORDS), np.int64),
     )
 
 
+#: the longest a gate-mode CTA keeps asking while the policy answers "defer" before it runs anyway (and is
+#: counted as bypassed): a guard against a policy that never admits, not a pacing bound (guess: 10 s, far
+#: past any wait a cap imposes on a real grid)
+DEFER_BOUND_NS = 10_000_000_000
+#: how often a persistent launch's host launcher checks for tokens its workers leave unused and launches more
+#: workers (a setting, not a measurement: 20x a launch's latency, so a top-up has started before the next look)
+TOPUP_POLL_NS = 100_000
+
+
 def initialise(a: PlaneArrays, periods: Periods, *, wait_bound_ns: int, active_window_ns: int,
-               sample_every: int) -> None:
+               sample_every: int, defer_bound_ns: int = DEFER_BOUND_NS) -> None:
     ctl = a.ctl
     ctl[S.ACTIVE:S.ACTIVE + S.NHOOKS] = S.NO_PROGRAM
     ctl[S.PLANE.global_cta_cap] = 1 << 40
@@ -83,10 +92,13 @@ def initialise(a: PlaneArrays, periods: Periods, *, wait_bound_ns: int, active_w
     ctl[S.PLANE.warp_period_ns] = periods.warp_ns
     ctl[S.PLANE.therm_period_ns] = periods.therm_ns
     ctl[S.PLANE.wait_bound_ns] = wait_bound_ns
+    ctl[S.PLANE.defer_bound_ns] = defer_bound_ns
     ctl[S.PLANE.active_window_ns] = active_window_ns
     ctl[S.PLANE.sample_every] = sample_every
+    ctl[S.PLANE.trace_budget] = S.TRACE_EVENTS_PER_TICK
     # no tenant has asked for anything yet: keep them all out of the active window
     ctl[S.TENANT_BASE + S.TENANT.last_demand_ns:S.SLOT_BASE:S.TENANT_STRIDE] = NEVER_NS
+    a.host[REGION.finished:REGION.finished + S.MAX_TENANTS] = -1  # until a launcher reports completions
     a.host[HEADER.magic] = MAGIC
     a.host[REGION.command_ring + RING.slots] = COMMAND_SLOTS
     a.host[REGION.event_ring + RING.slots] = EVENT_SLOTS

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from gbpfd.bridge.layout import HEADER
+from gbpfd.bridge.layout import HEADER, REGION
 from gbpfd.device import state as S
 from gbpfd.plane.arrays import PlaneArrays
 from gbpfd.plane.options import PlaneOptions
@@ -54,23 +54,31 @@ def wait_for_stream(stream, timeout_s: float, what: str) -> None:
         time.sleep(POLL_S)
 
 
+#: non-blocking streams each persistent launch may put top-up workers on (a top-up grid on a stream
+#: waits for the one before it there: more top-ups than streams start as earlier ones end)
+TOPUP_STREAMS = 4
+
+
 class LaunchWords:
     """Device words for persistent launches (each launch's next-block
-    counter), made before the plane starts: allocating while the control
-    kernel is resident may synchronise the context."""
+    counter) and the streams its top-up workers go on, made before the
+    plane starts: allocating while the control kernel is resident may
+    synchronise the context."""
 
-    def __init__(self, cuda, count: int):
+    def __init__(self, cuda, count: int, make_stream):
         self.words = cuda.to_device(np.zeros(count, np.int64))
+        self.streams = [[make_stream() for _ in range(TOPUP_STREAMS)] for _ in range(count)]
         self._free = list(range(count))
 
     def take(self):
-        """One zeroed word (a one-element device array), or None when all are in use."""
+        """One zeroed word (a one-element device array) and its top-up
+        streams, or None when all are in use."""
         if not self._free:
             return None
         i = self._free.pop()
         word = self.words[i:i + 1]
         word.copy_to_device(np.zeros(1, np.int64))
-        return word, i
+        return word, self.streams[i], i
 
     def give(self, i: int) -> None:
         self._free.append(i)
@@ -89,6 +97,9 @@ class CudaBackend:
         self.total_slots = options.cta_slots or (self.sms - 1) * options.slots_per_sm
         self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
         self.ack_timeout_s = options.ack_timeout_s
+        # nothing was launched before start, and the launchers in gbpfd.admission report every completion
+        arrays.host[REGION.finished:REGION.finished + S.MAX_TENANTS] = arrays.host[REGION.demand:REGION.demand
+                                                                                  + S.MAX_TENANTS]
         mapped = cuda.mapped_array(arrays.host.shape, np.int64)
         mapped[:] = arrays.host
         arrays.host = mapped  # the rings and the publisher bind to the mapped area from here on
@@ -96,7 +107,7 @@ class CudaBackend:
         self.copy_stream = non_blocking_stream(cuda)
         self.d = {name: cuda.to_device(getattr(arrays, name), stream=self.copy_stream)
                   for name in ("ctl", "code", "flat", "desc", "regs", "frames", "vmout")}
-        self.launch_words = LaunchWords(cuda, options.persistent_launches)
+        self.launch_words = LaunchWords(cuda, options.persistent_launches, lambda: non_blocking_stream(cuda))
         self.copy_stream.synchronize()
         self._started_at = time.monotonic_ns()
         self._beat = (0, self._started_at)
@@ -146,6 +157,23 @@ class CudaBackend:
         hi = lo + S.MAP_AREA_BYTES // 8
         d["flat"][lo:hi].copy_to_device(a.flat[lo:hi], stream=s)
         s.synchronize()
+
+    def after(self, stream, fn) -> None:
+        """Call ``fn()`` on a driver thread once the work queued on ``stream`` (a Numba stream, 0 for the
+        default one, or a CuPy stream) is done; ``fn`` must make no CUDA call."""
+        if hasattr(stream, "launch_host_func"):  # CuPy's
+            stream.launch_host_func(lambda _arg: fn(), None)
+            return
+        on = self.cuda.default_stream() if stream == 0 else stream
+        on.add_callback(lambda _stream, _status, _arg: fn())
+
+    def tenant_words(self, t: int):
+        """A copy of tenant ``t``'s control words (state.TENANT), made on the copy stream (bounded)."""
+        lo = S.TENANT_BASE + t * S.TENANT_STRIDE
+        host = np.empty(S.TENANT_STRIDE, np.int64)
+        self.d["ctl"][lo:lo + S.TENANT_STRIDE].copy_to_host(host, stream=self.copy_stream)
+        wait_for_stream(self.copy_stream, self.ack_timeout_s, "the copy of a tenant's control words")
+        return host
 
     def ctl_words(self):
         """A copy of the device's control words, made on the copy stream (bounded)."""

@@ -14,7 +14,7 @@ class SimBackend:
     name = "sim"
 
     def __init__(self, arrays: PlaneArrays, options: PlaneOptions):
-        self.device = SimDevice(arrays, options.sim)
+        self.device = SimDevice(arrays, options.sim, int(options.topup_poll_us * 1000))
         self.arrays = arrays
         self.sms = options.sim.num_sms
         self.total_slots = options.cta_slots or (options.sim.num_sms - 1) * options.sim.slots_per_sm

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gbpfd.plane.arrays import Periods
+from gbpfd.plane.arrays import DEFER_BOUND_NS, TOPUP_POLL_NS, Periods
 from gbpfd.sim.model import SimGPU, sim_gpu
 
 BACKENDS = ("auto", "cuda", "sim")
@@ -17,9 +17,16 @@ def _positive(owner: str, name: str, value, *, integer: bool = False) -> None:
 
 @dataclass(frozen=True)
 class PlaneOptions:
-    """``wait_bound_us``: the longest a worker waits for admission or byte
-    tokens before it bypasses the plane (and the bypass is counted).
-    ``active_window_us``: a best-effort tenant counts towards the fair
+    """``wait_bound_us``: the longest a worker waits for the control CTA
+    to answer its admission request, or for byte tokens, before it bypasses
+    the plane (and the bypass is counted).  ``defer_bound_us``: the longest a
+    gate-mode CTA keeps asking while the policy answers "defer" (it then
+    runs, counted as bypassed; a persistent worker that is denied leaves its
+    SM instead, and its launcher forces the rest through after this long
+    without progress).  ``topup_poll_us``: how often a persistent launch's
+    launcher looks for tokens its tenant holds but its workers on SMs leave
+    unused (a raised allowance, a tenant gone) and launches that many more
+    workers.  ``active_window_us``: a best-effort tenant counts towards the fair
     share while it asked for a CTA within this window.  ``sample_every``:
     write every n-th admission decision to the event ring (0: none).
     ``cta_slots``: the worker CTA slots the policies share (None: from the
@@ -32,6 +39,8 @@ class PlaneOptions:
 
     periods: Periods = field(default_factory=Periods)
     wait_bound_us: float = 2_000.0
+    defer_bound_us: float = DEFER_BOUND_NS / 1000
+    topup_poll_us: float = TOPUP_POLL_NS / 1000
     active_window_us: float = 1_000.0
     sample_every: int = 0
     baseline_form: str = "auto"
@@ -44,7 +53,8 @@ class PlaneOptions:
     sim: SimGPU = field(default_factory=sim_gpu)
 
     def __post_init__(self):
-        for name in ("wait_bound_us", "active_window_us", "ack_timeout_s", "heartbeat_timeout_ms"):
+        for name in ("wait_bound_us", "defer_bound_us", "topup_poll_us", "active_window_us", "ack_timeout_s",
+                     "heartbeat_timeout_ms"):
             _positive("PlaneOptions", name, getattr(self, name))
         _positive("PlaneOptions", "slots_per_sm", self.slots_per_sm, integer=True)
         _positive("PlaneOptions", "persistent_launches", self.persistent_launches, integer=True)

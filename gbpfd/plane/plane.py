@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import itertools
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from gbpfd.quotas.snapshot import SnapshotPublisher
 from gbpfd.resources import shared_file
 
 DEFAULT_QUOTAS = "demo.toml"
-GAUGES = ("running", "queued", "tokens")
 
 
 class PlaneError(GbpfdError):
@@ -148,6 +148,7 @@ class Plane:
         self._events: list[Event] = []
         self.baseline_form: str | None = None   # "c" or "asm", chosen at start
         self._backend = None
+        self._finished_lock = threading.Lock()  # launch_finished runs on CUDA's callback threads
         self._sampler = None
         self.telemetry = "not sampled on the simulated device (therm_tick sees no valid fields)"
         self._started = False
@@ -184,6 +185,7 @@ class Plane:
         o = self.options
         self.baseline_form = available_baseline_form() if o.baseline_form == "auto" else o.baseline_form
         A.initialise(self.arrays, o.periods, wait_bound_ns=int(o.wait_bound_us * 1000),
+                     defer_bound_ns=int(o.defer_bound_us * 1000),
                      active_window_ns=int(o.active_window_us * 1000), sample_every=o.sample_every)
         for hook, program in baseline_programs(self.baseline_form).items():
             pid = next(self._ids)
@@ -337,13 +339,14 @@ class Plane:
 
     def gauges(self) -> dict[str, dict[str, int]]:
         """Per tenant, what is in flight now, from the device's own words:
-        ``running`` CTAs (or persistent workers), ``queued`` requests,
-        ``tokens`` held."""
+        ``running`` CTAs in their body (gate mode) or logical blocks being
+        run (persistent mode), ``queued`` admission requests waiting for a
+        decision, ``tokens`` held, persistent ``workers`` on an SM."""
         ctl = self._backend.ctl_words()
         out = {}
         for t, name in enumerate(self.quotas.names):
             base = S.TENANT_BASE + t * S.TENANT_STRIDE
-            out[name] = {k: int(ctl[base + getattr(S.TENANT, k)]) for k in GAUGES}
+            out[name] = {k: int(ctl[base + getattr(S.TENANT, k)]) for k in S.GAUGES}
         return out
 
     def plane_stats(self) -> dict[str, int]:
@@ -376,6 +379,19 @@ class Plane:
         counts towards the fair share from the next tick)."""
         self._require_running("announce_launch")
         self.arrays.host[L.REGION.demand + tenant] += 1
+
+    def report_when_done(self, tenant: int, stream) -> None:
+        """Have ``stream`` (a Numba or CuPy stream, or 0) report the launch just
+        queued on it finished once it ends (``launch_finished``, from a host
+        callback on that stream)."""
+        self._backend.after(stream, lambda: self.launch_finished(tenant))
+
+    def launch_finished(self, tenant: int) -> None:
+        """Tell the control CTA a launch ``announce_launch`` counted is over:
+        until then the tenant stays in the fair share however long its CTAs
+        wait behind another tenant's.  Safe from a CUDA stream callback."""
+        with self._finished_lock:
+            self.arrays.host[L.REGION.finished + tenant] += 1
 
     def programs(self) -> dict[int, LoadedProgram]:
         """What each hook's slots hold now, by program id, with the active one marked."""

@@ -10,7 +10,9 @@
  *     a starved tenant still makes progress; allowance = min(share + burst,
  *     max_ctas).
  * tick leaves allowance - running_ctas CTA tokens (0 at or over it);
- * cta_admit admits while running_ctas < allowance; dma_tick adds one epoch
+ * cta_admit admits while running_ctas + cta_tokens < allowance (the tokens
+ * left are a claim on the same slots, so admissions and tokens together never
+ * pass the allowance); dma_tick adds one epoch
  * of dma_bytes_per_epoch to the byte tokens, banking at most two epochs;
  * warp_throttle_tick sets the warp cap to the quota's warp_cap.  There is
  * no therm_tick program: the plane then leaves the GPU-wide cap alone.
@@ -87,7 +89,7 @@ int baseline_admit(struct gbpfd_cta_admit_ctx *ctx)
 	__u64 allowed = allowance(quota_of(ctx->tenant), ctx->total_slots, ctx->be_weight_sum,
 				  ctx->lc_reserved);
 
-	return ctx->running_ctas < allowed ? 1 : 0;
+	return (__u64)ctx->running_ctas + ctx->cta_tokens < allowed ? 1 : 0;
 }
 
 SEC("dma_tick")

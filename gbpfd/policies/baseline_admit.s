@@ -1,5 +1,6 @@
-# baseline cta_admit: admit a CTA while the tenant runs fewer than its
-# allowance, the assembler twin of SEC("cta_admit") in baseline.bpf.c (tests
+# baseline cta_admit: admit a CTA while the tenant's running CTAs plus the
+# tokens it holds (a claim on the same slots) stay below its allowance, the
+# assembler twin of SEC("cta_admit") in baseline.bpf.c (tests
 # check they agree).  The allowance is the one baseline_tick.s refills to:
 # max_ctas for a latency-critical tenant (class 1); for a best-effort tenant
 # min(max(pool * weight / be_weight_sum, 1) + burst, max_ctas), where
@@ -7,8 +8,8 @@
 # and the whole pool is the share while be_weight_sum is 0.
 #
 # Works: when the plane fills total_slots, be_weight_sum and lc_reserved from
-# the same quota snapshot the tenant's record comes from; running_ctas is read
-# at the moment of the request, so the allowance is exact.
+# the same quota snapshot the tenant's record comes from; running_ctas and
+# cta_tokens are read at the moment of the request, so the allowance is exact.
 # Fails: closed.  A tenant with no record (present == 0, or an index outside
 # the quota map) is always deferred.
 .name baseline_admit
@@ -51,6 +52,8 @@ floored:
     mov %r2, %r1
 decide:
     ldxw %r1, [%r6+24]          # ctx.running_ctas
+    ldxw %r3, [%r6+32]          # ctx.cta_tokens: both below 2^32, so the sum cannot wrap
+    add %r1, %r3
     mov %r0, 1
     jgt %r2, %r1, admit         # under the allowance
     mov %r0, 0

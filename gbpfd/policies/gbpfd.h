@@ -55,7 +55,7 @@ _Static_assert(sizeof(struct gbpfd_quota) == 64, "gbpfd_quota size");
 
 /* ---- counters record: one tenant's counters: eight kept by the plane, eight for the policy (counter_add) */
 struct gbpfd_counters {
-	__u64 admitted; /* read-only: CTAs admitted */
+	__u64 admitted; /* read-only: logical blocks admitted: gate-mode CTAs, or persistent-mode blocks, that got in by a token or a cta_admit decision */
 	__u64 deferred; /* read-only: admission requests deferred */
 	__u64 bypassed; /* read-only: waits that hit their bound and bypassed the plane */
 	__u64 tokens_granted; /* read-only: CTA tokens granted by tick */
@@ -220,9 +220,9 @@ static __s64 (*gbpfd_map_update_elem)(void *map, const void *key, const void *va
 static __s64 (*gbpfd_ktime_get_ns)(void) = (void *) 3;
 /* quota record field number arg2 (in records.quota order) of tenant arg1, zero-extended; 0 for a tenant or field out of range */
 static __s64 (*gbpfd_quota_read)(__u64 arg1, __u64 arg2) = (void *) 4;
-/* returns its argument (for tests and the bpf_conformance protocol); the plane does not record it yet */
+/* returns its argument; a run that called it writes one trace event (the first call's argument and the number of calls), at most 16 per tick period over all hooks, the rest counted in the header's traces_dropped */
 static __s64 (*gbpfd_trace)(__u64 arg1) = (void *) 5;
-/* add arg3 to policy counter arg2 (0-7) of tenant arg1 (a plain read-modify-write: tick and cta_admit run concurrently on a GPU and can lose one of two adds made at the same instant); returns 0, or -22 (EINVAL) for a tenant or counter out of range */
+/* add arg3 to policy counter arg2 (0-7) of tenant arg1 with one atomic add (tick and cta_admit run concurrently on a GPU: no add is lost); returns 0, or -22 (EINVAL) for a tenant or counter out of range */
 static __s64 (*gbpfd_counter_add)(__u64 arg1, __u64 arg2, __u64 arg3) = (void *) 6;
 
 #endif /* GBPFD_H */

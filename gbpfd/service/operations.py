@@ -125,9 +125,6 @@ class Operations:
     def top(self, conn, args):
         from gbpfd.top import frame
         f = frame(self.plane)
-        gauges = self.plane.gauges()
-        for tenant in f["tenants"]:
-            tenant.update(gauges[tenant["name"]])
         f["events"] = [e["kind"] for e in self.events.recent(20)]
         return f
 

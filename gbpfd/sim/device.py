@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from gbpfd.bridge.layout import REGION, RING
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
-from gbpfd.plane.arrays import PlaneArrays
+from gbpfd.plane.arrays import TOPUP_POLL_NS, PlaneArrays
 from gbpfd.sim.model import SimGPU
 
 COMMAND_HEAD = REGION.command_ring + RING.head
@@ -83,12 +83,13 @@ class Stats:
     """What the workers saw, kept apart from the device's own counters so
     that the two can be checked against each other."""
     reaction_ns: list = field(default_factory=list)   # post -> decision seen by the requester
-    granted: dict = field(default_factory=dict)       # tenant -> entries by token or admit decision
+    granted: dict = field(default_factory=dict)       # tenant -> blocks started by token or admit decision
     bypassed: dict = field(default_factory=dict)      # tenant -> entries past the wait bound
     posted: int = 0
     answered: int = 0
     denied_exits: int = 0
     relaunches: int = 0
+    top_ups: int = 0                                  # persistent workers launched beside a running wave
     blocks_started: dict = field(default_factory=dict)  # (kernel id, block) -> times started
 
     def count(self, table: dict, tenant: int) -> None:
@@ -96,9 +97,10 @@ class Stats:
 
 
 class SimDevice:
-    def __init__(self, arrays: PlaneArrays, gpu: SimGPU):
+    def __init__(self, arrays: PlaneArrays, gpu: SimGPU, topup_poll_ns: int = TOPUP_POLL_NS):
         self.a = arrays
         self.gpu = gpu
+        self.topup_poll_ns = topup_poll_ns  # the persistent launcher's top-up check (PlaneOptions.topup_poll_us)
         self.dev = for_cpu()
         self.args = arrays.device_args()
         self.now = 0
@@ -141,6 +143,10 @@ class SimDevice:
 
     # ---------------------------------------------------- control CTA
     def start(self) -> None:
+        # this launcher reports completions, from now on and for what it launched before
+        for t in range(S.MAX_TENANTS):
+            pending = sum(1 for k in self._unfinished.values() if k.run.tenant == t and k.run.mode != "none")
+            self.a.host[REGION.finished + t] = self.a.host[REGION.demand + t] - pending
         self.a.ctl[S.PLANE.smid] = 0
         self._free_slots -= self.gpu.slots_per_sm  # the control CTA's SM
         self.running = True
@@ -257,6 +263,8 @@ class SimDevice:
             if k.run.mode == "none":
                 self._run_block(k, None)
             else:
+                if k.run.mode == "persistent":
+                    self.dev.note_worker(self.a.ctl, k.run.tenant, 1)
                 start = self.now + self.gpu.gate_step_ns
                 self.at(start, self._enter, k, start)
 
@@ -281,7 +289,25 @@ class SimDevice:
                     priority=priority, on_done=on_done)
         self._unfinished[id(run)] = k
         self.at(self.now + self.gpu.launch_ns, self._enqueue_launch, k)
+        if mode == "persistent":
+            self.at(self.now + self.topup_poll_ns, self._top_up, k)
         return run
+
+    def _top_up(self, k: _Kernel) -> None:
+        """The persistent launcher's poll (gbpfd.admission, ``_serve_blocks``):
+        while the tenant holds tokens that its workers on SMs leave unused (its
+        allowance rose, or another tenant left), launch that many more workers,
+        up to the launch's worker count."""
+        if k.run.done_ns is not None or k.cancelled:
+            return
+        t = k.run.tenant
+        tokens = int(self.a.ctl[S.TENANT_BASE + t * S.TENANT_STRIDE + S.TENANT.tokens])
+        on_sms = int(self.a.ctl[S.TENANT_BASE + t * S.TENANT_STRIDE + S.TENANT.workers])
+        spare = min(tokens, k.workers - on_sms)
+        if spare > 0 and k.live_workers and k.next_block < k.run.blocks:
+            self.stats.top_ups += 1
+            self.at(self.now + self.gpu.launch_ns, self._enqueue_workers, k, spare)
+        self.at(self.now + self.topup_poll_ns, self._top_up, k)
 
     def cancel(self, run: KernelRun) -> bool:
         """End a launch whose process went away, as the driver tears down a
@@ -303,22 +329,29 @@ class SimDevice:
         if k.cancelled:
             self._finish_if_done(k)
             return
-        n = k.workers if k.run.mode == "persistent" else k.run.blocks - k.next_block
+        self._enqueue_workers(k, k.workers if k.run.mode == "persistent" else k.run.blocks - k.next_block)
+
+    def _enqueue_workers(self, k: _Kernel, n: int) -> None:
+        if k.cancelled:
+            return
         for _ in range(n):
             k.live_workers += 1
             heapq.heappush(self._dispatch_queue, (k.priority, next(self._seq), k))
         self._dispatch()
 
-    def _enter(self, k: _Kernel, started: int) -> None:
+    def _enter(self, k: _Kernel, started: int, answered: int | None = None) -> None:
+        """The CTA asks to run (``started``: when its wait began; ``answered``:
+        when the control CTA last answered it, as kernels_cuda.cta_enter)."""
+        answered = started if answered is None else answered
         if k.cancelled:
             self._worker_exit(k)
             return
         t = k.run.tenant
-        if self.dev.try_token(self.a.ctl, self.a.flat, t, self.now):
+        if self.dev.try_token(self.a.ctl, t, self.now):
             self._body(k, S.ENTER_TOKEN)
             return
         if not self.post(t, lambda d, when: self._entered(k, started, d)):
-            self._retry_or_bypass(k, started)
+            self._retry_or_bypass(k, started, answered)
 
     def _entered(self, k: _Kernel, started: int, decision: int) -> None:
         if decision == S.ADMIT:
@@ -329,21 +362,28 @@ class SimDevice:
             self.stats.denied_exits += 1
             self._worker_exit(k)
         else:
-            self._retry_or_bypass(k, started)
+            self._retry_or_bypass(k, started, self.now)
 
-    def _retry_or_bypass(self, k: _Kernel, started: int) -> None:
-        if self.now - started >= int(self.a.ctl[S.PLANE.wait_bound_ns]):
+    def _retry_or_bypass(self, k: _Kernel, started: int, answered: int) -> None:
+        """Ask again after a back-off, or run anyway: no answer for the wait
+        bound, or deferred for the defer bound."""
+        ctl = self.a.ctl
+        if (self.now - answered >= int(ctl[S.PLANE.wait_bound_ns])
+                or self.now - started >= int(ctl[S.PLANE.defer_bound_ns])):
             self._body(k, int(self.dev.bypass(self.a.ctl, self.a.flat, k.run.tenant)))
         else:
-            self.at(self.now + self.gpu.retry_ns, self._enter, k, started)
+            self.at(self.now + self.gpu.retry_ns, self._enter, k, started, answered)
 
     def _body(self, k: _Kernel, how: int) -> None:
-        self.stats.count(self.stats.bypassed if how == S.ENTER_BYPASS else self.stats.granted, k.run.tenant)
-        if k.run.mode == "persistent":
-            if k.next_block >= k.run.blocks:
-                self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
-                self._worker_exit(k)
-                return
+        if how == S.ENTER_BYPASS:
+            self.stats.count(self.stats.bypassed, k.run.tenant)  # a wait that hit its bound, block or not
+        if k.run.mode == "persistent" and k.next_block >= k.run.blocks:
+            self.dev.cta_exit(self.a.ctl, k.run.tenant, how)  # got in, found no block: not admitted
+            self._worker_exit(k)
+            return
+        if how != S.ENTER_BYPASS:
+            self.stats.count(self.stats.granted, k.run.tenant)
+        self.dev.count_block(self.a.flat, k.run.tenant, how)
         self._run_block(k, how)
 
     def _run_block(self, k: _Kernel, how: int | None) -> None:
@@ -363,6 +403,8 @@ class SimDevice:
         self._worker_exit(k)
 
     def _worker_exit(self, k: _Kernel) -> None:
+        if k.run.mode == "persistent":
+            self.dev.note_worker(self.a.ctl, k.run.tenant, -1)
         k.live_workers -= 1
         self._release_slot()
         if self._finish_if_done(k):
@@ -378,6 +420,8 @@ class SimDevice:
             return False
         k.run.done_ns = self.now
         self._unfinished.pop(id(k.run), None)
+        if k.run.mode != "none":
+            self.a.host[REGION.finished + k.run.tenant] += 1  # the launcher reports the completion
         if k.on_done:
             k.on_done(k.run)
         return True

@@ -2,7 +2,8 @@
 
 ``execute`` is compiled twice from this same source: by gbpfd.vm.fast with
 ``numba.njit`` and by the device plane with ``numba.cuda.jit(device=True)``.
-Hence its shape: no calls to other Python functions, no objects, no
+Hence its shape: no calls to other Python functions (but the one
+primitive ``atomic_add_le64``, which each device target binds), no objects, no
 exceptions, no allocation; everything arrives as an array or a scalar, and
 module-level names below are folded into constants by Numba.  It dispatches
 on the table's semantic op ids (gbpfd.isa.opids) over the pre-decoded matrix
@@ -12,6 +13,7 @@ Registers are uint64 and every operand is cast explicitly: Numba turns
 int64/uint64 mixtures into float64.  Semantics, including the choices RFC
 9669 leaves open, are those documented in gbpfd.vm.reference.
 """
+import numba
 import numpy as np
 
 from gbpfd.isa import opids
@@ -49,19 +51,40 @@ BYTE = np.uint64(0xFF)
 SHIFT = np.uint64(REGION_SHIFT)
 
 
+@numba.njit(inline="always", nogil=True)
+def atomic_add_le64(flat, at, value):
+    """Add ``value`` to the little-endian 64-bit word at byte ``at`` of
+    ``flat``: counter_add's one read-modify-write.  This plain form serves
+    the one-threaded CPU interpreters (gbpfd.vm.fast); the device builds
+    bind their target's atomic one (gbpfd.device.prims_*), since tick and
+    cta_admit run at once on a GPU."""
+    x = U0
+    for k in range(7, -1, -1):
+        x = (x << U8) | np.uint64(flat[at + k])
+    x += value
+    for k in range(8):
+        flat[at + k] = np.uint8(x & BYTE)
+        x >>= U8
+
+
 def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size, map_entries,
             nmaps, fuel, now_ns, out):
     """Run the decoded program from slot 0; return its status code.
 
     ``regs`` (uint64[11]) holds r1-r5 on entry and every register on return;
     ``frames`` is uint64[MAX_CALL_DEPTH, FRAME_WORDS]; ``out`` (int64[2])
-    receives the executed step count and the final pc.
+    receives the executed step count and the final pc; a longer ``out``
+    (the device's, int64[4]) also the number of trace calls and the first
+    traced value, which the control CTA turns into a trace event.
     """
     pc = np.int64(0)
     steps = np.int64(0)
     depth = np.int64(0)
     st = np.int64(status.OK)
     regs[10] = (np.uint64(RID_STACK0) << SHIFT) | np.uint64(STACK_BYTES)
+    traces = out.shape[0] >= 4
+    if traces:
+        out[2] = 0
     while True:
         if steps >= fuel:
             st = status.FAULT_FUEL
@@ -324,19 +347,16 @@ def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_val
                             res = (res << U8) | np.uint64(flat[where + k])
             elif imm == H_TRACE:
                 res = r1
+                if traces:
+                    if out[2] == 0:
+                        out[3] = np.int64(r1)
+                    out[2] += 1
             elif imm == H_COUNTER_ADD:
                 res = U0 - np.uint64(EINVAL)
                 if r1 < np.uint64(MAX_TENANTS) and r2 < np.uint64(NUSER_COUNTERS):
                     where = np.int64(r1) * COUNTERS_RECORD + USER_COUNTER_OFFSET[np.int64(r2)]
                     if where + 8 <= size[RID_COUNTERS]:
-                        where += base[RID_COUNTERS]
-                        x = U0
-                        for k in range(7, -1, -1):
-                            x = (x << U8) | np.uint64(flat[where + k])
-                        x += r3
-                        for k in range(8):
-                            flat[where + k] = np.uint8(x & BYTE)
-                            x >>= U8
+                        atomic_add_le64(flat, where + base[RID_COUNTERS], r3)
                         res = U0
             else:
                 st = status.FAULT_HELPER

@@ -34,7 +34,7 @@ def test_from_words_names_the_kind_and_its_args():
 
 
 def test_unnamed_arg_words_are_left_out():
-    assert Event.from_words(words(layout.KIND.trace, arg0=-5, arg1=9, arg2=9)).args == {"value": -5}
+    assert Event.from_words(words(layout.KIND.trace, arg0=-5, arg1=9, arg2=9)).args == {"value": -5, "calls": 9}
 
 
 def test_an_unknown_kind_is_kept_with_its_raw_args():
@@ -59,8 +59,8 @@ KIND_LINES = [
      "  12.345678 swapped hook=tick program=9 seq=17 slot=1"),
     (words(layout.KIND.quotas, arg0=5, arg1=18),
      "  12.345678 quotas epoch=5 seq=18"),
-    (words(layout.KIND.trace, hook=3, program=2, tenant=2, arg0=-1),
-     '  12.345678 trace hook=warp_throttle_tick program=2 tenant="batch jobs" value=-1'),
+    (words(layout.KIND.trace, hook=3, program=2, tenant=2, arg0=-1, arg1=3),
+     '  12.345678 trace hook=warp_throttle_tick program=2 tenant="batch jobs" value=-1 calls=3'),
     (words(layout.KIND.decision, hook=1, program=1, tenant=1, arg0=1, arg1=640),
      "  12.345678 decision hook=cta_admit program=1 tenant=train admit=1 wait_ns=640"),
     (words(layout.KIND.stopped, arg0=1),

@@ -71,7 +71,7 @@ class Rig:
         """The tenants' workers try for a token: that notes their demand,
         which puts them in the fair share (a token taken is given back)."""
         for t in tenants:
-            if self.dev.try_token(self.ctl, self.a.flat, t, now):
+            if self.dev.try_token(self.ctl, t, now):
                 self.dev.cta_exit(self.ctl, t, S.ENTER_TOKEN)
 
     def housekeeping(self, now: int) -> int:
@@ -232,10 +232,45 @@ def test_tick_leaves_no_tokens_at_or_over_the_allowance(rig):
     assert rig.tenant(BATCH, S.TENANT.tokens) == 0
 
 
+@pytest.mark.parametrize("running,limit", [(10, ALLOWANCE[TRAIN]), (ALLOWANCE[TRAIN], 0), (ALLOWANCE[TRAIN] + 5, 0)])
+def test_tick_sets_the_token_limit_to_the_allowance_it_implies(rig, running, limit):
+    """Under the allowance the limit is running + the tokens tick left; at
+    or over it 0, so no exit hands a token on until a tick grants again."""
+    rig.ctl[tenant_word(TRAIN, S.TENANT.running)] = running
+    rig.housekeeping(T_TICK)
+    assert rig.tenant(TRAIN, S.TENANT.token_limit) == limit
+
+
+def test_a_lowered_cap_retires_the_tokens_of_exiting_ctas(rig):
+    """The issue's 120 -> 30 case: after the tick that sees the new cap, a
+    CTA leaving hands no token on and the tenant's next CTA must ask."""
+    rig.housekeeping(T_TICK)
+    for _ in range(ALLOWANCE[TRAIN]):
+        assert rig.dev.try_token(rig.ctl, TRAIN, T_TICK + 1)
+    rig.publish(DEMO.with_fields("train", max_ctas=30))
+    rig.housekeeping(2 * T_TICK)  # adopts the snapshot and ticks
+    assert rig.tenant(TRAIN, S.TENANT.tokens) == 0 and rig.tenant(TRAIN, S.TENANT.token_limit) == 0
+    rig.dev.cta_exit(rig.ctl, TRAIN, S.ENTER_TOKEN)
+    assert not rig.dev.try_token(rig.ctl, TRAIN, 2 * T_TICK + 1)
+    rig.ctl[tenant_word(TRAIN, S.TENANT.running)] = 30
+    assert rig.decide(TRAIN, 2 * T_TICK + 2, 2 * T_TICK + 3) == S.DEFER
+
+
+def test_a_request_that_finds_tokens_is_admitted_by_one_without_a_policy_run(rig):
+    """tick granted after the worker looked: deferring would strand the token."""
+    rig.swap_in("cta_admit", DEFER_ALL, program_id=9)
+    rig.ctl[tenant_word(TRAIN, S.TENANT.tokens)] = 2
+    insns = int(rig.ctl[S.PLANE.insns])
+    assert rig.decide(TRAIN) == S.ADMIT
+    assert rig.tenant(TRAIN, S.TENANT.tokens) == 1 and rig.tenant(TRAIN, S.TENANT.running) == 1
+    assert int(rig.ctl[S.PLANE.insns]) == insns
+    assert rig.decide(TRAIN) == S.ADMIT and rig.decide(TRAIN) == S.DEFER  # the policy decides once they are gone
+
+
 def test_a_second_tick_grants_only_what_was_used(rig):
     rig.housekeeping(T_TICK)
     for _ in range(5):
-        assert rig.dev.try_token(rig.ctl, rig.a.flat, TRAIN, T_TICK + 1)
+        assert rig.dev.try_token(rig.ctl, TRAIN, T_TICK + 1)
     for _ in range(2):
         rig.dev.cta_exit(rig.ctl, TRAIN, S.ENTER_TOKEN)
     rig.housekeeping(2 * T_TICK)
@@ -272,7 +307,7 @@ def test_serve_slot_admits_under_the_allowance(rig):
     assert rig.decide(TRAIN) == S.ADMIT
     assert rig.tenant(TRAIN, S.TENANT.running) == 1
     assert rig.tenant(TRAIN, S.TENANT.queued) == 0
-    assert rig.counter(TRAIN, S.COUNTER.admitted) == 1
+    assert rig.counter(TRAIN, S.COUNTER.admitted) == 0  # the worker counts the block it starts (count_block)
     assert rig.ctl[S.PLANE.total_running] == 1
     assert rig.ctl[S.PLANE.requests] == 1 and rig.ctl[S.PLANE.decisions] == 1
 
@@ -447,6 +482,42 @@ def test_a_policy_out_of_fuel_faults_and_the_tick_still_refills(rig):
     assert rig.counter(INFER, S.COUNTER.faults) == 1
     for t in (INFER, TRAIN, BATCH):
         assert rig.tenant(t, S.TENANT.tokens) == ALLOWANCE[t]
+
+
+TRACE_TWICE = ".name tracer\n.hook cta_admit\nmov %r1, 42\ncall trace\nmov %r1, 7\ncall trace\nmov %r0, 1\nexit\n"
+
+
+def test_a_run_that_traces_writes_one_trace_event(rig):
+    rig.swap_in("cta_admit", TRACE_TWICE, program_id=77)
+    rig.events()
+    assert rig.decide(TRAIN) == S.ADMIT
+    [event] = [e for e in rig.events() if e.kind == "trace"]
+    assert (event.hook, event.program, event.tenant, event.args) == (ADMIT_HOOK, 77, TRAIN, {"value": 42, "calls": 2})
+
+
+def test_trace_events_past_the_tick_budget_are_dropped_and_counted(rig):
+    rig.swap_in("cta_admit", TRACE_TWICE, program_id=77)
+    rig.events()
+    for k in range(S.TRACE_EVENTS_PER_TICK + 3):
+        rig.decide(BATCH, T_ADOPT + 200 + k, T_ADOPT + 300 + k)
+    assert kinds(rig.events()).count("trace") == S.TRACE_EVENTS_PER_TICK
+    rig.housekeeping(T_TICK)  # mirrors the drop count; the budget starts again
+    assert rig.a.host[HEADER.traces_dropped] == 3
+    rig.ctl[tenant_word(BATCH, S.TENANT.tokens)] = 0  # so that the next request runs the policy
+    rig.decide(BATCH, T_TICK + 1, T_TICK + 2)
+    assert kinds(rig.events()).count("trace") == 1
+
+
+COUNT_FIVE = (".name counting\n.hook tick\nldxw %r1, [%r1+16]\nmov %r2, 3\nmov %r3, 5\ncall counter_add\n"
+               "mov %r0, 0\nexit\n")
+
+
+def test_counter_add_reaches_the_tenants_policy_counter(rig):
+    rig.swap_in("tick", COUNT_FIVE, program_id=78)
+    rig.housekeeping(T_TICK)
+    rig.housekeeping(2 * T_TICK)
+    assert [rig.counter(t, S.COUNTER.user3) for t in (INFER, TRAIN, BATCH)] == [10, 10, 10]
+    assert rig.counter(TRAIN, S.COUNTER.user2) == 0
 
 
 def test_a_faulting_baseline_leaves_no_program_and_admits(dev):

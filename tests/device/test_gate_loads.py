@@ -27,7 +27,7 @@ def _ptx_of(step: str) -> str:
             out[0] = fn(ctl, 0)
     else:
         def kernel(ctl, flat, out):
-            out[0] = fn(ctl, flat, 0, 0)
+            out[0] = fn(ctl, 0, 0)
     return compile_ptx(kernel, SIG)
 
 

@@ -42,11 +42,11 @@ def slot(a, s, field):
 
 def test_token_fast_path_takes_exactly_one_token(dev, a):
     a.ctl[tenant_word(2, S.TENANT.tokens)] = 3
-    assert dev.try_token(a.ctl, a.flat, 2, NOW)
+    assert dev.try_token(a.ctl, 2, NOW)
     assert tenant(a, 2, S.TENANT.tokens) == 2
     assert tenant(a, 2, S.TENANT.running) == 1
     assert int(a.ctl[S.PLANE.total_running]) == 1
-    assert counter(a, 2, S.COUNTER.admitted) == 1
+    assert counter(a, 2, S.COUNTER.admitted) == 0  # counted when the worker starts a block (count_block)
     assert int(a.ctl[S.PLANE.fast_grants]) == 1
     assert tenant(a, 2, S.TENANT.last_demand_ns) == NOW
     # the other tenants are untouched
@@ -56,7 +56,7 @@ def test_token_fast_path_takes_exactly_one_token(dev, a):
 @pytest.mark.parametrize("tokens", [0, -2])
 def test_no_token_refuses_and_leaves_tokens(dev, a, tokens):
     a.ctl[tenant_word(0, S.TENANT.tokens)] = tokens
-    assert not dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert not dev.try_token(a.ctl, 0, NOW)
     assert tenant(a, 0, S.TENANT.tokens) == tokens
     assert tenant(a, 0, S.TENANT.running) == 0
     assert int(a.ctl[S.PLANE.total_running]) == 0
@@ -70,17 +70,17 @@ def test_global_cap_blocks_the_fast_path(dev, a):
     a.ctl[tenant_word(0, S.TENANT.tokens)] = 5
     a.ctl[S.PLANE.global_cta_cap] = 2
     a.ctl[S.PLANE.total_running] = 2
-    assert not dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert not dev.try_token(a.ctl, 0, NOW)
     assert tenant(a, 0, S.TENANT.tokens) == 5
     assert int(a.ctl[S.PLANE.total_running]) == 2
     a.ctl[S.PLANE.total_running] = 1
-    assert dev.try_token(a.ctl, a.flat, 0, NOW)
+    assert dev.try_token(a.ctl, 0, NOW)
     assert tenant(a, 0, S.TENANT.tokens) == 4
 
 
 def test_tokens_run_out_after_exactly_that_many_grants(dev, a):
     a.ctl[tenant_word(1, S.TENANT.tokens)] = 4
-    grants = [bool(dev.try_token(a.ctl, a.flat, 1, NOW + i)) for i in range(7)]
+    grants = [bool(dev.try_token(a.ctl, 1, NOW + i)) for i in range(7)]
     assert grants == [True] * 4 + [False] * 3
     assert tenant(a, 1, S.TENANT.tokens) == 0
     assert tenant(a, 1, S.TENANT.running) == 4
@@ -134,10 +134,24 @@ def test_abandon_after_an_admission_returns_it_never_granted_and_bypassed(dev, a
     assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1
     assert dev.abandon_request(a.ctl, s) == S.ADMIT
     assert slot(a, s, S.SLOT.state) == S.FREE
-    assert counter(a, 1, S.COUNTER.admitted) == 1
     assert counter(a, 1, S.COUNTER.bypassed) == 0
     assert tenant(a, 1, S.TENANT.running) == 1  # counted once, by the control CTA
     assert tenant(a, 1, S.TENANT.queued) == 0
+
+
+def test_abandon_while_the_control_cta_decides_takes_the_admission_back(dev, a):
+    """The worker gives up between the control CTA's claim and its decision:
+    the request ends bypassed, the admission is taken back, the slot freed."""
+    s = dev.post_request(a.ctl, 1, NOW)
+    a.ctl[slot_word(s, S.SLOT.state)] = S.SERVING  # the control CTA claimed it (serve_slot's first step)
+    assert dev.abandon_request(a.ctl, s) == -1
+    assert slot(a, s, S.SLOT.state) == S.ABANDONED
+    dev.decide_claimed(s, NOW + 100, *a.device_args())  # no program: it would admit
+    assert slot(a, s, S.SLOT.state) == S.FREE
+    assert tenant(a, 1, S.TENANT.running) == 0 and int(a.ctl[S.PLANE.total_running]) == 0
+    assert counter(a, 1, S.COUNTER.deferred) == 0
+    assert tenant(a, 1, S.TENANT.queued) == 0
+    assert dev.post_request(a.ctl, 1, NOW + 200) >= 0  # the slot is usable again
 
 
 def test_abandon_after_a_deferral_returns_it(dev, a):
@@ -169,15 +183,35 @@ def test_bypass_runs_the_cta_and_counts_it(dev, a):
     assert int(a.ctl[S.PLANE.total_running]) == 1
 
 
-@pytest.mark.parametrize("how,token_back", [(S.ENTER_TOKEN, 1), (S.ENTER_POLICY, 0), (S.ENTER_BYPASS, 0)])
-def test_cta_exit_returns_a_token_only_for_token_entries(dev, a, how, token_back):
-    dev.note_running(a.ctl, a.flat, 0, S.COUNTER.admitted)
-    dev.note_running(a.ctl, a.flat, 0, S.COUNTER.admitted)
+@pytest.mark.parametrize("how,limit,token_back", [
+    (S.ENTER_TOKEN, 9, 1), (S.ENTER_POLICY, 9, 1),   # 1 running + 7 held stays under 9: handed on
+    (S.ENTER_TOKEN, 8, 0), (S.ENTER_POLICY, 8, 0),   # one more would reach the limit: retired
+    (S.ENTER_TOKEN, 0, 0),                           # tick said at or over the allowance: retired
+    (S.ENTER_BYPASS, 9, 0),                          # a bypass never held a token
+])
+def test_cta_exit_hands_a_token_on_only_under_the_token_limit(dev, a, how, limit, token_back):
+    dev.note_running(a.ctl, 0, 1)
+    dev.note_running(a.ctl, 0, 1)
     a.ctl[tenant_word(0, S.TENANT.tokens)] = 7
+    a.ctl[tenant_word(0, S.TENANT.token_limit)] = limit
     dev.cta_exit(a.ctl, 0, how)
     assert tenant(a, 0, S.TENANT.tokens) == 7 + token_back
     assert tenant(a, 0, S.TENANT.running) == 1
     assert int(a.ctl[S.PLANE.total_running]) == 1
+
+
+@pytest.mark.parametrize("how,admitted", [(S.ENTER_TOKEN, 1), (S.ENTER_POLICY, 1), (S.ENTER_BYPASS, 0)])
+def test_count_block_counts_admitted_blocks(dev, a, how, admitted):
+    dev.count_block(a.flat, 3, how)
+    assert counter(a, 3, S.COUNTER.admitted) == admitted
+    assert counter(a, 3, S.COUNTER.bypassed) == 0  # bypass() counts those, once
+
+
+def test_note_worker_keeps_the_live_worker_gauge(dev, a):
+    dev.note_worker(a.ctl, 2, 1)
+    dev.note_worker(a.ctl, 2, 1)
+    dev.note_worker(a.ctl, 2, -1)
+    assert tenant(a, 2, S.TENANT.workers) == 1 and tenant(a, 1, S.TENANT.workers) == 0
 
 
 # --------------------------------------------------------------- paced copy
@@ -239,18 +273,46 @@ def test_warp_throttled_accounts_waiting_and_wait_time(dev, a):
 @settings(max_examples=40, deadline=None)
 @given(tokens=st.integers(0, 8), steps=st.lists(st.sampled_from(["enter", "exit"]), max_size=30))
 def test_token_entries_conserve_tokens_plus_running(tokens, steps):
-    """Whatever the order of entries and exits by token, tokens + running stays what the tick gave."""
+    """Under the limit the tick set, whatever the order of entries and exits
+    by token, tokens + running stays what the tick gave."""
     dev = for_cpu()
     a = A.allocate()
     A.initialise(a, A.Periods(), wait_bound_ns=1, active_window_ns=1, sample_every=0)
     a.ctl[tenant_word(0, S.TENANT.tokens)] = tokens
+    a.ctl[tenant_word(0, S.TENANT.token_limit)] = tokens
     running = 0
     for step in steps:
         if step == "enter":
-            running += bool(dev.try_token(a.ctl, a.flat, 0, NOW))
+            running += bool(dev.try_token(a.ctl, 0, NOW))
         elif running:
             dev.cta_exit(a.ctl, 0, S.ENTER_TOKEN)
             running -= 1
         assert tenant(a, 0, S.TENANT.running) == running
         assert tenant(a, 0, S.TENANT.tokens) + running == tokens
         assert 0 <= tenant(a, 0, S.TENANT.tokens)
+
+
+@settings(max_examples=40, deadline=None)
+@given(running=st.integers(1, 12), limit=st.integers(0, 12), steps=st.lists(st.sampled_from(["enter", "exit"]),
+                                                                            max_size=40))
+def test_a_lowered_limit_only_brings_tokens_plus_running_down(running, limit, steps):
+    """A tenant that tick found over its allowance: no exit hands a token on
+    that would keep it over, so tokens + running never grows, and once every
+    CTA of the old level has left it is within the limit."""
+    dev = for_cpu()
+    a = A.allocate()
+    A.initialise(a, A.Periods(), wait_bound_ns=1, active_window_ns=1, sample_every=0)
+    for _ in range(running):
+        dev.note_running(a.ctl, 0, 1)
+    a.ctl[tenant_word(0, S.TENANT.token_limit)] = limit
+    level = running
+    for step in steps + ["exit"] * (running + len(steps)):
+        if step == "enter":
+            running += bool(dev.try_token(a.ctl, 0, NOW))
+        elif running:
+            dev.cta_exit(a.ctl, 0, S.ENTER_TOKEN)
+            running -= 1
+        now_level = tenant(a, 0, S.TENANT.tokens) + running
+        assert now_level <= max(level, limit)
+        level = now_level
+    assert level <= limit

@@ -88,3 +88,21 @@ def test_the_demo_kernels_compile_inside_their_wrappers(kernels):
     assert "%globaltimer" in _ptx(workers.py_func, (i64[:], i64[:], i64, i64[:], i64, i64, i64[:], i64))
     gated = admit_kernels.gate_kernel(gpu_kernels.lc_cta, ["marks", "cta_ns"])
     assert "%globaltimer" in _ptx(gated.py_func, (i64[:], i64[:], i64, i64[:], i64))
+
+
+def test_counter_add_in_the_control_ctas_interpreter_is_one_atomic_add(kernels):
+    """tick (warp 1) and cta_admit (warp 0) run at once: the interpreter's
+    counter_add must be an atomic on the counter's word, not a byte-wise
+    read-modify-write."""
+    from numba import types
+
+    from gbpfd.device.build import for_cuda
+    execute = for_cuda().execute
+    i64, u64, u8 = types.int64, types.uint64, types.uint8
+
+    def run(code, regs, frames, flat8, desc, out):
+        out[0] = execute(code, 4, regs, frames, flat8, desc, desc, desc, desc, desc, desc, 0, 64, u64(0), out)
+
+    ptx = _ptx(run, (i64[:, :], u64[:], u64[:, :], u8[:], i64[:], i64[:]))
+    adds = [line for line in ptx.splitlines() if "atom" in line and ".add" in line]
+    assert adds and all(".u64" in line for line in adds), adds

@@ -46,7 +46,7 @@ def test_allocate_shapes_and_types(a):
     assert a.flat.shape == (S.FLAT_WORDS,) and a.flat8.shape == (S.FLAT_BYTES,)
     assert a.desc.shape == (S.NHOOKS, S.NPROG_SLOTS, S.NRUNNERS, S.DESC_WORDS)
     assert a.regs.dtype == np.uint64 and a.frames.dtype == np.uint64
-    assert a.vmout.shape == (S.NRUNNERS, 2)
+    assert a.vmout.shape == (S.NRUNNERS, S.VMOUT_WORDS)
     assert (a.code[..., 0] == opids.INVALID).all()
     assert not a.ctl.any() and not a.host.any() and not a.flat.any()
 

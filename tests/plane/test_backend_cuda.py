@@ -1,12 +1,12 @@
 """The GPU backend's host-side parts that need no GPU: the persistent
-launches' device words, made before the plane starts and handed out
-without allocating; the bounded stream wait."""
+launches' device words and top-up streams, made before the plane starts
+and handed out without allocating; the bounded stream wait."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gbpfd.plane.backend_cuda import LaunchWords, wait_for_stream
+from gbpfd.plane.backend_cuda import TOPUP_STREAMS, LaunchWords, wait_for_stream
 
 
 class FakeDeviceArray:
@@ -32,15 +32,17 @@ class FakeCuda:
 
 def test_launch_words_are_made_once_and_handed_out_zeroed_until_none_is_left():
     cuda = FakeCuda()
-    words = LaunchWords(cuda, 2)
+    streams = iter(range(1000))
+    words = LaunchWords(cuda, 2, lambda: next(streams))
     made = FakeCuda.allocations
-    (a, i), (_, j) = words.take(), words.take()
+    (a, mine, i), (_, theirs, j) = words.take(), words.take()
     assert {i, j} == {0, 1} and words.take() is None
+    assert len(mine) == TOPUP_STREAMS and not set(mine) & set(theirs)  # each launch its own top-up streams
     a.copy_to_device(np.array([7]))
     words.give(i)
-    again, k = words.take()
-    assert k == i and again.host[0] == 0          # zeroed for its next launch
-    assert FakeCuda.allocations == made            # nothing allocated after the plane started
+    again, same, k = words.take()
+    assert k == i and again.host[0] == 0 and same == mine  # zeroed for its next launch
+    assert FakeCuda.allocations == made and next(streams) == 2 * TOPUP_STREAMS  # nothing made after start
 
 
 class Stream:

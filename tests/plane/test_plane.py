@@ -406,4 +406,5 @@ def test_gauges_say_what_each_tenant_has_in_flight(plane):
     d.run_until(d.now + 2_000_000)
     gauges = plane.gauges()
     assert gauges["train"]["running"] > 0 and gauges["batch"]["running"] == 0
-    assert set(gauges["infer"]) == {"running", "queued", "tokens"}
+    assert gauges["train"]["workers"] >= gauges["train"]["running"] and gauges["batch"]["workers"] == 0
+    assert set(gauges["infer"]) == {"running", "queued", "tokens", "workers"}

@@ -58,7 +58,7 @@ def model(hook: str, ctx: dict, quota: dict | None) -> tuple[int, dict]:
         after["cta_tokens"] = max(allowance(ctx, quota) - ctx["running_ctas"], 0)
         return 0, after
     if hook == "cta_admit":
-        return int(ctx["running_ctas"] < allowance(ctx, quota)), after
+        return int(ctx["running_ctas"] + ctx["cta_tokens"] < allowance(ctx, quota)), after
     if hook == "dma_tick":
         per = quota["dma_bytes_per_epoch"] if quota else 0
         # The exact sums, clamped: the programs saturate rather than wrap.
@@ -215,11 +215,13 @@ def test_tick_refills_to_the_allowance(form, case):
 
 @pytest.mark.parametrize("form", BASELINE_FORMS)
 @pytest.mark.parametrize("case", ALLOWANCE_CASES, ids=list(ALLOWANCE_CASES))
-def test_cta_admit_admits_below_the_allowance(form, case):
+@pytest.mark.parametrize("tokens", [0, 7])
+def test_cta_admit_admits_while_running_plus_tokens_is_below_the_allowance(form, case, tokens):
+    """Tokens left are a claim on the same slots: admitting past them would pass the allowance."""
     ctx, quota, allowed = ALLOWANCE_CASES[case]
     for running in running_counts(allowed):
-        r0, after, _ = run_policy(form, "cta_admit", {**ctx, "running_ctas": running}, quota)
-        assert (r0, after["place_sm"]) == (int(running < allowed), U32_MAX), f"running {running}"
+        r0, after, _ = run_policy(form, "cta_admit", {**ctx, "running_ctas": running, "cta_tokens": tokens}, quota)
+        assert (r0, after["place_sm"]) == (int(running + tokens < allowed), U32_MAX), f"running {running}"
 
 
 DMA_CASES = {
