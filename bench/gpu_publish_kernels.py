@@ -21,7 +21,7 @@ from gpu_kernels import NO_SLOT, WITHDRAWN, spin
 
 from gbpfd.device import state as S
 from gbpfd.device.kernels_cuda import abandon_request, cta_exit, poll_request, post_request
-from gbpfd.device.prims_cuda import globaltimer, load_acquire, store_release
+from gbpfd.device.prims_cuda import globaltimer, load_acquire_sys, store_release_sys
 
 #: mailbox words (mapped host memory)
 LATEST, STOP = 0, 1
@@ -75,7 +75,7 @@ def publish_requester(ctl, tenant, gap_ns, bound_ns, run_ns, mailbox, flips, tal
     no_slot = 0
     while now <= end:
         if now >= next_stop_poll:
-            if load_acquire(mailbox, STOP) != 0:
+            if load_acquire_sys(mailbox, STOP) != 0:
                 break
             next_stop_poll = now + STOP_POLL_NS
         spin(gap_ns)
@@ -87,7 +87,7 @@ def publish_requester(ctl, tenant, gap_ns, bound_ns, run_ns, mailbox, flips, tal
             no_slot += 1
         else:
             count += 1
-            store_release(mailbox, LATEST, count * 2 + decision)
+            store_release_sys(mailbox, LATEST, count * 2 + decision)
             if decision == S.ADMIT:
                 cta_exit(ctl, tenant, S.ENTER_POLICY)
             if decision != last:

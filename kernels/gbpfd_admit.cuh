@@ -27,16 +27,18 @@
 #endif
 #define GBPFD_FN static __device__ inline
 
-/* Acquire/release at system scope, as the Numba primitives (prims_cuda.py);
- * the "memory" clobber keeps the compiler from moving other accesses across. */
+/* Acquire/release at GPU scope, as the Numba primitives (prims_cuda.py): every word a
+ * worker gate touches is device memory shared with the control CTA, so nothing here
+ * waits for PCIe; the "memory" clobber keeps the compiler from moving other accesses
+ * across. */
 GBPFD_FN long long gbpfd_load_acquire(const long long *a, long long i) {
     long long v;
-    asm volatile("ld.acquire.sys.b64 %0, [%1];" : "=l"(v) : "l"(a + i) : "memory");
+    asm volatile("ld.acquire.gpu.b64 %0, [%1];" : "=l"(v) : "l"(a + i) : "memory");
     return v;
 }
 
 GBPFD_FN void gbpfd_store_release(long long *a, long long i, long long v) {
-    asm volatile("st.release.sys.b64 [%0], %1;" : : "l"(a + i), "l"(v) : "memory");
+    asm volatile("st.release.gpu.b64 [%0], %1;" : : "l"(a + i), "l"(v) : "memory");
 }
 
 GBPFD_FN long long gbpfd_atomic_add(long long *a, long long i, long long v) {
@@ -48,7 +50,7 @@ GBPFD_FN long long gbpfd_atomic_cas(long long *a, long long i, long long expecte
                                 (unsigned long long)desired);
 }
 
-GBPFD_FN void gbpfd_fence(void) { __threadfence_system(); }
+GBPFD_FN void gbpfd_fence(void) { __threadfence(); }
 
 GBPFD_FN long long gbpfd_globaltimer(void) {
     unsigned long long t;

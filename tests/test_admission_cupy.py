@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 import tomllib
 from types import SimpleNamespace
@@ -232,7 +233,7 @@ def test_compile_options_name_the_header_folder_and_change_with_the_headers(tmp_
     monkeypatch.setattr(admission_cupy, "include_dir", lambda: tmp_path)
     assert admission_cupy.compile_options()[1] == digest
     layout = tmp_path / "gbpfd_layout.h"
-    layout.write_text(layout.read_text().replace("GBPFD_NSLOTS                 64", "GBPFD_NSLOTS                 32"))
+    layout.write_text(re.sub(r"(#define GBPFD_NSLOTS +)64", r"\g<1>32", layout.read_text()))
     assert hashlib.sha256(layout.read_bytes()).digest() != hashlib.sha256((folder / "gbpfd_layout.h").read_bytes())
     assert admission_cupy.compile_options()[1] != digest   # CuPy's cache then compiles the kernel afresh
 

@@ -10,7 +10,7 @@ stages and the PTX tests compile the same thing.
 import numpy as np
 from numba import cuda, types
 
-from gbpfd.device.prims_cuda import globaltimer, load_acquire, smid, store_release
+from gbpfd.device.prims_cuda import globaltimer, load_acquire_sys, smid, store_release_sys
 
 #: spinner stamp words, per spinner slot: its first clock reading, its latest
 #: one (the clock feed the host reads), its last one (set once, as it ends)
@@ -61,21 +61,21 @@ def spinner(life_ns, nap_ns, stamps, slot):
         return
     base = slot * SLOT_WORDS
     start = globaltimer()
-    store_release(stamps, base + START, start)
+    store_release_sys(stamps, base + START, start)
     now = start
     while now - start < life_ns:
-        store_release(stamps, base + BEAT, now)
+        store_release_sys(stamps, base + BEAT, now)
         if nap_ns > 0:
             cuda.nanosleep(nap_ns)
         now = globaltimer()
-    store_release(stamps, base + END, now)
+    store_release_sys(stamps, base + END, now)
 
 
 @cuda.jit
 def stamp(out):
     """The first CTA's clock at its start, into ``out[0]``."""
     if cuda.threadIdx.x == 0 and cuda.blockIdx.x == 0:
-        store_release(out, 0, globaltimer())
+        store_release_sys(out, 0, globaltimer())
 
 
 @cuda.jit
@@ -106,12 +106,12 @@ def mapped_echo(flag, ack, rounds, bound_ns):
     if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
         return
     deadline = globaltimer() + bound_ns
-    store_release(ack, ACK_ARMED, 1)
+    store_release_sys(ack, ACK_ARMED, 1)
     for i in range(1, rounds + 1):
-        while load_acquire(flag, 0) != i:
+        while load_acquire_sys(flag, 0) != i:
             if globaltimer() > deadline:
                 return
-        store_release(ack, ACK_ROUND, i)
+        store_release_sys(ack, ACK_ROUND, i)
 
 
 @cuda.jit(device=True)

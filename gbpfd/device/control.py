@@ -81,31 +81,41 @@ def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, 
                  d[D_BASE:D_SIZE], d[D_SIZE:D_PERM], d[D_PERM:D_MAP_RID], d[D_MAP_RID:D_MAP_VALUE_SIZE],
                  d[D_MAP_VALUE_SIZE:D_MAP_ENTRIES], d[D_MAP_ENTRIES:D_NMAPS], d[D_NMAPS], HOOK_BUDGET[h],
                  np.uint64(now), vmout[r])
-    ctl[PLANE.insns] += vmout[r, 0]
+    atomic_add(ctl, PLANE.insns, vmout[r, 0])  # both runners count here, concurrently on a GPU
     program = ctl[PROGRAM_ID + h * NPROG_SLOTS + slot]
     if vmout[r, 2] > 0:
-        trace_event(h, tenant, now, program, ctl, host, vmout[r, 3], vmout[r, 2])
+        trace_event(h, r, tenant, now, program, ctl, host, vmout[r, 3], vmout[r, 2])
     if st == OK:
         return np.int64(rg[0])
-    event_push(host, KIND.fault, now, h, program, tenant, st, vmout[r, 1], vmout[r, 0])
+    emit(r, ctl, host, KIND.fault, now, h, program, tenant, st, vmout[r, 1], vmout[r, 0])
     if tenant >= 0:
         atomic_add(flat, COUNTERS_WORD + tenant * COUNTER_RECORD_WORDS + COUNTER.faults, 1)
     fallback = NO_PROGRAM
     if slot != BASELINE_SLOT and ctl[NINSNS + h * NPROG_SLOTS + BASELINE_SLOT] > 0:
         fallback = BASELINE_SLOT
     ctl[ACTIVE + h] = fallback
-    event_push(host, KIND.fallback, now, h, -1 if fallback == NO_PROGRAM else ctl[
+    emit(r, ctl, host, KIND.fallback, now, h, -1 if fallback == NO_PROGRAM else ctl[
         PROGRAM_ID + h * NPROG_SLOTS + fallback], tenant, program, 0, 0)
     return np.int64(-1)
 
 
-def trace_event(h, tenant, now, program, ctl, host, value, calls):
+def emit(r, ctl, host, kind, now, h, program, tenant, arg0, arg1, arg2):
+    """An event from runner ``r``: the serving runner's goes through the
+    device-memory queue (the request path never writes over PCIe), the
+    periodic runner's, on the housekeeping warp, straight to the host ring."""
+    if r == RUNNER_ADMIT:
+        event_stage(ctl, kind, now, h, program, tenant, arg0, arg1, arg2)
+    else:
+        event_push(host, kind, now, h, program, tenant, arg0, arg1, arg2)
+
+
+def trace_event(h, r, tenant, now, program, ctl, host, value, calls):
     """A run that called ``trace`` writes one event (its first traced value,
     and how many calls it made) while the tick period's trace budget lasts;
     past it the event is dropped and counted, so a tracing policy cannot
     flood the ring the plane's own events share."""
     if atomic_add(ctl, PLANE.trace_budget, -1) > 0:
-        event_push(host, KIND.trace, now, h, program, tenant, value, calls, 0)
+        emit(r, ctl, host, KIND.trace, now, h, program, tenant, value, calls, 0)
     else:
         atomic_add(ctl, PLANE.traces_dropped, 1)
 
@@ -234,6 +244,7 @@ def mirror(ctl, host, flat):
     host[HEADER.insns] = ctl[PLANE.insns]
     host[HEADER.bypassed] = ctl[PLANE.bypassed]
     host[HEADER.traces_dropped] = ctl[PLANE.traces_dropped]
+    host[HEADER.reaction_ns] = ctl[PLANE.reaction_ns]
     host[HEADER.epoch] = ctl[META.epoch]
     host[HEADER.loops] = ctl[PLANE.loops]
 
@@ -334,6 +345,7 @@ def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     host[HEADER.heartbeat_ns] = now  # a posted store: the loop reads the host area only for commands
     ctl[PLANE.loops] += 1
     ctl[PLANE.period_loops] += 1
+    forward_staged(ctl, host)
     for _ in range(COMMANDS_PER_LOOP):
         at = command_pending(host)
         if at < 0:
@@ -343,6 +355,7 @@ def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
             break
         command_release(host)
         if outcome == 1:
+            forward_staged(ctl, host)
             mirror(ctl, host, flat)
             host[HEADER.exit_reason] = 1
             event_push(host, KIND.stopped, now, -1, -1, -1, 1, 0, 0)
@@ -417,15 +430,15 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
     ctl[HIST_BASE + t * HIST_BUCKETS + hist_bucket(wait)] += 1
     ctl[PLANE.requests] += 1
     ctl[PLANE.decisions] += 1
-    host[HEADER.reaction_ns] = wait
+    ctl[PLANE.reaction_ns] = wait  # mirrored to the host once per tick: the serve path stays off PCIe
     every = ctl[PLANE.sample_every]
     active = ctl[ACTIVE + HOOK.cta_admit]
     if every > 0 and ctl[PLANE.decisions] % every == 0 and active != NO_PROGRAM:
-        event_push(host, KIND.decision, now, HOOK.cta_admit, ctl[PROGRAM_ID + HOOK.cta_admit * NPROG_SLOTS + active],
-                   t, decision, wait, 0)
+        event_stage(ctl, KIND.decision, now, HOOK.cta_admit, ctl[PROGRAM_ID + HOOK.cta_admit * NPROG_SLOTS + active],
+                    t, decision, wait, 0)
 
 
-DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, trace_event,
+DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, emit, trace_event,
                     invoke_with_fallback,
                     tick_tenant, dma_tenant, warp_tenant, therm, aggregate_tenants, mirror, due, periodic,
                     adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot, decide_claimed)

@@ -15,7 +15,7 @@ from numba import cuda
 from gbpfd.bridge.layout import HEADER
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cuda
-from gbpfd.device.prims_cuda import globaltimer, load_acquire, smid, store_release
+from gbpfd.device.prims_cuda import globaltimer, load_acquire, smid, store_release, store_release_sys
 
 _D = for_cuda()
 # Numba resolves module globals, not attributes of a namespace object.
@@ -52,7 +52,7 @@ def control_kernel(ctl, host, code, flat8, flat, desc, regs, frames, vmout):
         sm = smid()
         ctl[S.PLANE.smid] = sm
         host[HEADER.smid] = sm
-        store_release(host, HEADER.ready, 1)
+        store_release_sys(host, HEADER.ready, 1)
     if tid >= WARP:
         if lane == 0:
             while housekeeping(globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout) == 0:

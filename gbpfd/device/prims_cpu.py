@@ -42,5 +42,7 @@ def fence():
     return None
 
 
-PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": interp.atomic_add_le64}
+# one thread runs everything here: the scopes the GPU distinguishes are the same plain access
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
+         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "fence_sys": fence, "atomic_add_le64": interp.atomic_add_le64}

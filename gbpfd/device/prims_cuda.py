@@ -3,9 +3,13 @@
 Numba-CUDA has no volatile load and no ``%globaltimer`` / ``%smid`` reads,
 and a spin over a plain array element may be hoisted out of its loop.  The
 loads and stores the control CTA and the workers poll with are therefore
-inline PTX with acquire/release semantics at system scope (the host area is
-pinned host memory mapped into the device), and the clocks are read the
-same way.  Read-modify-writes use Numba's device atomics (device memory
+inline PTX with acquire/release semantics, and the clocks are read the
+same way.  Each ordering primitive has the scope its other side needs:
+``load_acquire``, ``store_release`` and ``fence`` order device-memory words
+between SMs (``.gpu``: the control CTA and the workers); the ``_sys`` ones
+order the host area, pinned host memory mapped into the device, against
+the host (``.sys``, which waits for PCIe), and only the host-facing code
+(the rings, the snapshot, the ready word) uses them.  Read-modify-writes use Numba's device atomics (device memory
 only: a device atomic on host memory is not atomic against the host);
 ``atomic_add_le64`` is the interpreter's counter_add, an LLVM atomicrmw on
 the byte view of ``flat``.
@@ -24,26 +28,36 @@ def _item_pointer(context, builder, sig, args):
     return cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
 
 
-@intrinsic
-def _ld_acquire(typingctx, ary, idx):
-    def codegen(context, builder, sig, args):
-        ptr = _item_pointer(context, builder, sig, args)
-        asm = ir.InlineAsm(ir.FunctionType(_I64, [ptr.type]), "ld.acquire.sys.b64 $0, [$1];", "=l,l",
-                           side_effect=True)
-        return builder.call(asm, [ptr])
-    return types.int64(ary, idx), codegen
+def _ld_acquire_at(scope: str):
+    """An acquire load of one int64 array element at ``scope`` ("gpu" or "sys")."""
+    @intrinsic
+    def ld(typingctx, ary, idx):
+        def codegen(context, builder, sig, args):
+            ptr = _item_pointer(context, builder, sig, args)
+            asm = ir.InlineAsm(ir.FunctionType(_I64, [ptr.type]), f"ld.acquire.{scope}.b64 $0, [$1];", "=l,l",
+                               side_effect=True)
+            return builder.call(asm, [ptr])
+        return types.int64(ary, idx), codegen
+    return ld
 
 
-@intrinsic
-def _st_release(typingctx, ary, idx, value):
-    def codegen(context, builder, sig, args):
-        ptr = _item_pointer(context, builder, sig, args)
-        val = context.cast(builder, args[2], sig.args[2], types.int64)
-        asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [ptr.type, _I64]), "st.release.sys.b64 [$0], $1;",
-                           "l,l,~{memory}", side_effect=True)
-        builder.call(asm, [ptr, val])
-        return context.get_dummy_value()
-    return types.void(ary, idx, value), codegen
+def _st_release_at(scope: str):
+    """A release store of one int64 array element at ``scope`` ("gpu" or "sys")."""
+    @intrinsic
+    def st(typingctx, ary, idx, value):
+        def codegen(context, builder, sig, args):
+            ptr = _item_pointer(context, builder, sig, args)
+            val = context.cast(builder, args[2], sig.args[2], types.int64)
+            asm = ir.InlineAsm(ir.FunctionType(ir.VoidType(), [ptr.type, _I64]),
+                               f"st.release.{scope}.b64 [$0], $1;", "l,l,~{memory}", side_effect=True)
+            builder.call(asm, [ptr, val])
+            return context.get_dummy_value()
+        return types.void(ary, idx, value), codegen
+    return st
+
+
+_ld_acquire_gpu, _ld_acquire_sys = _ld_acquire_at("gpu"), _ld_acquire_at("sys")
+_st_release_gpu, _st_release_sys = _st_release_at("gpu"), _st_release_at("sys")
 
 
 @intrinsic
@@ -80,12 +94,22 @@ _device = cuda.jit(device=True, inline=True)
 
 @_device
 def load_acquire(a, i):
-    return _ld_acquire(a, i)
+    return _ld_acquire_gpu(a, i)
 
 
 @_device
 def store_release(a, i, v):
-    _st_release(a, i, v)
+    _st_release_gpu(a, i, v)
+
+
+@_device
+def load_acquire_sys(a, i):
+    return _ld_acquire_sys(a, i)
+
+
+@_device
+def store_release_sys(a, i, v):
+    _st_release_sys(a, i, v)
 
 
 @_device
@@ -100,6 +124,11 @@ def atomic_cas(a, i, expected, new):
 
 @_device
 def fence():
+    cuda.threadfence()
+
+
+@_device
+def fence_sys():
     cuda.threadfence_system()
 
 
@@ -108,5 +137,6 @@ def atomic_add_le64(flat8, at, value):
     _atomic_add_bytes64(flat8, at, value)
 
 
-PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": atomic_add_le64}
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire_sys,
+         "store_release_sys": store_release_sys, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "fence_sys": fence_sys, "atomic_add_le64": atomic_add_le64}

@@ -45,5 +45,7 @@ def atomic_add_le64(flat8, at, value):
         flat8[at + k] = (x >> (8 * k)) & 0xFF
 
 
-PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "atomic_add": atomic_add,
-         "atomic_cas": atomic_cas, "fence": fence, "atomic_add_le64": atomic_add_le64}
+# one thread at a time: the scopes the GPU distinguishes are the same plain access
+PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
+         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "fence_sys": fence, "atomic_add_le64": atomic_add_le64}

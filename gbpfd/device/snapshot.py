@@ -29,14 +29,14 @@ def snapshot_copy(host, meta_dst, meta_start, quota_dst, quota_start):
     copied, or -1 when SNAPSHOT_TRIES reads all overlapped a host write
     (each failed try counted in the header's ``torn_retries``)."""
     for _ in range(SNAPSHOT_TRIES):
-        seq = load_acquire(host, SEQ_WORD)
+        seq = load_acquire_sys(host, SEQ_WORD)
         if seq & 1 == 0:
             for i in range(META_WORDS):
                 meta_dst[meta_start + i] = host[META_FIRST + i]
             for i in range(QUOTA_SPAN):
                 quota_dst[quota_start + i] = host[SNAPSHOT_QUOTAS + i]
-            fence()  # the body loads complete before seq is read again
-            if load_acquire(host, SEQ_WORD) == seq:
+            fence_sys()  # the body loads complete before seq is read again
+            if load_acquire_sys(host, SEQ_WORD) == seq:
                 return meta_dst[meta_start + META_EPOCH]
         host[TORN_RETRIES_WORD] += 1  # only the control CTA writes the header
     return -1

@@ -21,7 +21,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from gbpfd.bridge.layout import HIST_BUCKETS, MAX_TENANTS, SNAPSHOT_WORDS
+from gbpfd.bridge.layout import EVENT_WORDS, HIST_BUCKETS, MAX_TENANTS, SNAPSHOT_WORDS
 from gbpfd.isa.abi import HOOKS, LIMITS, RECORDS
 from gbpfd.vm.decoded import NCOLS  # noqa: F401 - the code array's last dimension, re-exported
 from gbpfd.vm.interp import FRAME_WORDS
@@ -49,7 +49,8 @@ _PLANE_NAMES = [
     "tick_period_ns", "dma_period_ns", "warp_period_ns", "therm_period_ns",
     "last_tick_ns", "last_dma_ns", "last_warp_ns", "last_therm_ns", "period_loops",
     "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
-    "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped",
+    "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped", "reaction_ns",
+    "staged_head", "staged_tail", "staged_dropped", "staged_dropped_seen",
 ]
 PLANE = namedtuple("PlaneWords", _PLANE_NAMES)(*range(META_WORDS, META_WORDS + len(_PLANE_NAMES)))
 #: a torn-proof staging copy of the snapshot (meta words, then quota words)
@@ -85,7 +86,11 @@ GAUGES = ("running", "queued", "tokens", "workers")
 TRACE_EVENTS_PER_TICK = 16
 
 HIST_BASE = SLOT_BASE + NSLOTS * SLOT_STRIDE
-CTL_WORDS = HIST_BASE + MAX_TENANTS * HIST_BUCKETS
+#: events the serving warp makes (faults, traces, sampled decisions) wait here, in device memory, for
+#: housekeeping to forward them to the host's event ring: the request path never writes over PCIe
+STAGED_EVENTS = 16
+STAGED_BASE = HIST_BASE + MAX_TENANTS * HIST_BUCKETS
+CTL_WORDS = STAGED_BASE + STAGED_EVENTS * len(EVENT_WORDS)
 
 # How a CTA got in.  cta_exit hands a token back for ENTER_TOKEN and ENTER_POLICY while the tenant is
 # under its token limit (see gates.cta_exit), never for ENTER_BYPASS.

@@ -29,7 +29,8 @@ def test_ping_pong_uses_acquire_release_and_records_the_sm(gpu_kernels, ptx):
     from numba import types
     i64 = types.int64
     text = ptx(gpu_kernels.ping_pong, (i64[:], i64, i64, i64[:], i64[:], i64[:], i64[:]))
-    for needle in ("ld.acquire.sys.b64", "st.release.sys.b64", "%smid", "%clock64"):
+    # a device-memory word between two SMs, ordered at GPU scope as the plane's request path is
+    for needle in ("ld.acquire.gpu.b64", "st.release.gpu.b64", "%smid", "%clock64"):
         assert needle in text, needle
 
 
@@ -37,7 +38,7 @@ def test_requester_posts_polls_and_leaves(gpu_kernels, ptx):
     from numba import types
     i64 = types.int64
     text = ptx(gpu_kernels.requester, (i64[:], i64, i64[:], i64, i64, i64[:, :], i64[:]))
-    for needle in ("ld.acquire.sys.b64", "st.release.sys.b64", "atom", "membar.sys"):
+    for needle in ("ld.acquire.gpu.b64", "st.release.gpu.b64", "atom", "membar.gl"):
         assert needle in text, needle
 
 

@@ -14,5 +14,7 @@ def test_requester_posts_polls_reports_to_the_host_and_reads_its_stop_flag(publi
     i64 = types.int64
     sig = (i64[:], i64, i64, i64, i64, i64[:], i64[:, :], i64[:])
     text = ptx(publish_kernels.publish_requester, sig)
-    for needle in ("ld.acquire.sys.b64", "st.release.sys.b64", "%globaltimer", "atom", "membar.sys"):
+    # the gates at GPU scope; the stop flag and the decisions it reports are mapped host memory
+    for needle in ("ld.acquire.gpu.b64", "membar.gl", "ld.acquire.sys.b64", "st.release.sys.b64", "%globaltimer",
+                   "atom"):
         assert needle in text, needle

@@ -30,7 +30,7 @@ def test_the_work_compiles_inside_the_gate_and_persistent_wrappers(workloads, pt
     gated = admit_kernels.gate_kernel(workloads.fma_grid.py_func, ["sink", "iters"])
     text = ptx(gated, (i64[:], i64[:], i64, f32[:], i64))
     _assert_work_kept(text, workloads.CHAINS)
-    assert "ld.acquire.sys.b64" in text and "bar.sync" in text  # cta_enter's request poll, the CTA's barrier
+    assert "ld.acquire.gpu.b64" in text and "bar.sync" in text  # cta_enter's request poll, the CTA's barrier
     workers = admit_kernels.persistent_kernel(workloads.fma_logical, ["sink", "iters"])
     text = ptx(workers, (i64[:], i64[:], i64, i64[:], i64, i64, f32[:], i64))
     _assert_work_kept(text, workloads.CHAINS)

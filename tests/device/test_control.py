@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gbpfd.bridge.layout import HEADER, HIST_BUCKETS, REGION
+from gbpfd.bridge.layout import HEADER, HIST_BUCKETS, REGION, RING
 from gbpfd.bridge.ring import CommandRing, EventRing
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
@@ -93,6 +93,8 @@ class Rig:
         return int(self.ctl[slot_word(s, S.SLOT.decision)])
 
     def events(self):
+        """The host ring's events, after the forwarding of staged ones that the next housekeeping pass does."""
+        self.dev.forward_staged(self.ctl, self.a.host)
         return self.event_ring.drain()
 
     def tenant(self, t: int, field: int) -> int:
@@ -343,6 +345,8 @@ def test_serve_slot_records_the_wait_in_the_histogram(rig):
     rig.decide(BATCH, posted=T_ADOPT, served=T_ADOPT + 1_000)  # 1000 ns: bucket [512, 1024) = 3
     hist = rig.ctl[S.HIST_BASE + BATCH * HIST_BUCKETS:S.HIST_BASE + (BATCH + 1) * HIST_BUCKETS]
     assert hist.tolist() == [0, 0, 0, 1] + [0] * (HIST_BUCKETS - 4)
+    assert rig.ctl[S.PLANE.reaction_ns] == 1_000 and rig.a.host[HEADER.reaction_ns] == 0  # the host's: next tick
+    rig.dev.mirror(rig.ctl, rig.a.host, rig.a.flat)
     assert rig.a.host[HEADER.reaction_ns] == 1_000
 
 
@@ -364,9 +368,24 @@ def test_sampled_decisions_become_events(dev):
     r.housekeeping(T_ADOPT)
     r.events()
     r.decide(TRAIN, posted=T_ADOPT, served=T_ADOPT + 700)
-    events = r.events()
-    assert [(e.kind, e.hook, e.program, e.tenant, e.args) for e in events] == [
-        ("decision", ADMIT_HOOK, BASELINE_IDS["cta_admit"], TRAIN, {"admit": 1, "wait_ns": 700})]
+    assert r.event_ring.drain() == []  # staged in device memory: the serving warp never writes the host ring
+    r.housekeeping(T_ADOPT + 800)
+    events = r.event_ring.drain()
+    assert [(e.kind, e.time_ns, e.hook, e.program, e.tenant, e.args) for e in events] == [
+        ("decision", T_ADOPT + 700, ADMIT_HOOK, BASELINE_IDS["cta_admit"], TRAIN, {"admit": 1, "wait_ns": 700})]
+
+
+def test_staged_events_past_the_queue_are_dropped_and_counted_in_the_ring(dev):
+    r = Rig(dev, sample_every=1)
+    r.publish()
+    r.housekeeping(T_ADOPT)
+    r.events()
+    for i in range(S.STAGED_EVENTS + 3):  # one housekeeping pass forwards them: 3 too many meanwhile
+        r.decide(TRAIN, posted=T_ADOPT + i, served=T_ADOPT + i + 10)
+        dev.cta_exit(r.ctl, TRAIN, S.ENTER_POLICY)
+    r.housekeeping(T_ADOPT + 10_000)
+    assert len(r.event_ring.drain()) == S.STAGED_EVENTS
+    assert r.a.host[REGION.event_ring + RING.dropped] == 3
 
 
 # ------------------------------------------------------------------ commands
@@ -506,6 +525,24 @@ def test_trace_events_past_the_tick_budget_are_dropped_and_counted(rig):
     rig.ctl[tenant_word(BATCH, S.TENANT.tokens)] = 0  # so that the next request runs the policy
     rig.decide(BATCH, T_TICK + 1, T_TICK + 2)
     assert kinds(rig.events()).count("trace") == 1
+
+
+@pytest.mark.parametrize("policy", [TRACE_TWICE, OUT_OF_BOUNDS, DEFER_ALL])
+def test_the_serve_path_leaves_the_host_area_untouched(dev, policy):
+    """Decisions, traces, faults and fallbacks, sampled decisions: the serving
+    warp writes device memory only (on a GPU a host write would put a PCIe
+    transaction on the request path); housekeeping forwards the events."""
+    r = Rig(dev, sample_every=1)
+    r.publish()
+    r.housekeeping(T_ADOPT)
+    r.swap_in("cta_admit", policy, program_id=77)
+    r.events()
+    r.ctl[tenant_word(TRAIN, S.TENANT.tokens)] = 0  # so that the request runs the policy
+    before = r.a.host.copy()
+    r.decide(TRAIN, posted=T_ADOPT + 200, served=T_ADOPT + 210)
+    assert np.flatnonzero(r.a.host != before).tolist() == []
+    r.housekeeping(T_ADOPT + 300)
+    assert "decision" in kinds(r.event_ring.drain())
 
 
 COUNT_FIVE = (".name counting\n.hook tick\nldxw %r1, [%r1+16]\nmov %r2, 3\nmov %r3, 5\ncall counter_add\n"

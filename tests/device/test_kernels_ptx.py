@@ -32,10 +32,16 @@ def _ptx(fn, sig):
     return ptx
 
 
+#: orderings at system scope: each waits for outstanding PCIe traffic, so only the host-facing code may have one
+SYS_SCOPE = ("ld.acquire.sys", "st.release.sys", "membar.sys", "fence.sc.sys", "fence.acq_rel.sys")
+
+
 def test_control_kernel_compiles_with_acquire_loads_and_device_clocks(kernels):
     ptx = _ptx(kernels.control_kernel.py_func, _arrays_sig())
     assert f".target sm_{TARGET_CC[0]}{TARGET_CC[1]}" in ptx
-    for needle in ("ld.acquire.sys.b64", "st.release.sys.b64", "%globaltimer", "%smid", "vote.sync.ballot"):
+    # device-memory words at GPU scope, the host area (rings, snapshot, ready) at system scope
+    for needle in ("ld.acquire.gpu.b64", "st.release.gpu.b64", "ld.acquire.sys.b64", "st.release.sys.b64",
+                   "%globaltimer", "%smid", "vote.sync.ballot"):
         assert needle in ptx, needle
 
 
@@ -52,6 +58,7 @@ def test_worker_waits_compile(kernels):
     ptx = _ptx(worker, (i64[:], i64[:], i64, types.boolean[:]))
     assert "nanosleep" in ptx
     assert "atom" in ptx
+    assert [s for s in SYS_SCOPE if s in ptx] == []  # a worker's waits touch device memory only
 
 
 def test_admit_wrappers_and_paced_copy_compile(kernels):
@@ -63,7 +70,8 @@ def test_admit_wrappers_and_paced_copy_compile(kernels):
 
     gated, sig = gate_wrapper()                   # the wrappers gbpfd check's compile stage reports on
     ptx = _ptx(gated.py_func, sig)
-    assert "ld.acquire.sys.b64" in ptx and "bar.sync" in ptx
+    assert "ld.acquire.gpu.b64" in ptx and "bar.sync" in ptx
+    assert [s for s in SYS_SCOPE if s in ptx] == []
     workers, sig = persistent_wrapper()
     ptx = _ptx(workers.py_func, sig)
     assert "%smid" in ptx

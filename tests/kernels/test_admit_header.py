@@ -270,8 +270,10 @@ def test_the_header_includes_no_system_header():
         assert "#include <" not in (KERNELS / name).read_text(), f"{name}: NVRTC has no system headers"
 
 
-PRIMITIVES = ("ld.acquire.sys.b64", "st.release.sys.b64", "%globaltimer", "nanosleep.u32", "atom.global.cas.b64",
-              "atom.global.add.u64", "membar.sys", "bar.sync", "bar.warp.sync", "%laneid")
+#: GPU scope throughout: the words a gate touches are device memory shared with the control CTA
+PRIMITIVES = ("ld.acquire.gpu.b64", "st.release.gpu.b64", "%globaltimer", "nanosleep.u32", "atom.global.cas.b64",
+              "atom.global.add.u64", "membar.gl", "bar.sync", "bar.warp.sync", "%laneid")
+SYS_SCOPE = ("ld.acquire.sys", "st.release.sys", "membar.sys", "fence.sc.sys")
 
 
 def test_a_gated_kernel_compiles_with_nvcc_and_assembles_with_ptxas(nvcc, tmp_path):
@@ -283,6 +285,7 @@ def test_a_gated_kernel_compiles_with_nvcc_and_assembles_with_ptxas(nvcc, tmp_pa
         assert f".entry {kernel}(" in ptx, kernel
     for needle in PRIMITIVES:
         assert needle in ptx, needle
+    assert [s for s in SYS_SCOPE if s in ptx] == []
     ptxas = Path(nvcc).with_name("ptxas")
     done = subprocess.run([str(ptxas), f"-arch={ARCH}", "k.ptx", "-o", "k.cubin"], cwd=tmp_path,
                           capture_output=True, text=True)
@@ -295,6 +298,7 @@ def test_a_gated_kernel_compiles_with_nvrtc_and_the_wrappers_options(nvrtc):
     assert ok, log
     for needle in PRIMITIVES:
         assert needle in ptx, needle
+    assert [s for s in SYS_SCOPE if s in ptx] == []
 
 
 def test_a_warp_gate_without_a_warp_gated_entry_does_not_compile(nvcc, tmp_path):

@@ -379,6 +379,7 @@ def test_a_fallback_after_a_fault_marks_the_baseline_active_again(plane, monkeyp
     faulty = plane.load(OUT_OF_BOUNDS)
     assert plane.programs()[faulty.id].active
     decide(plane, "train")
+    plane.device.run_until(plane.device.now + plane.options.periods.tick_ns)  # the next loop forwards its events
     programs = plane.programs()
     assert not programs[faulty.id].active
     assert [p.slot for p in programs.values() if p.hook == "cta_admit" and p.active] == [S.BASELINE_SLOT]

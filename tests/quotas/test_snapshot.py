@@ -218,15 +218,17 @@ def test_device_copy_of_a_write_in_progress_gives_up_after_snapshot_tries(device
 
 
 def bumping_device(only_below: int):
-    """snapshot_copy whose load_acquire finishes a host write (seq += 2)
-    after every read of seq below ``only_below``: the copy it guards is torn."""
+    """snapshot_copy whose host-area acquire load finishes a host write (seq
+    += 2) after every read of seq below ``only_below``: the copy it guards
+    is torn."""
     @numba.njit(inline="always", nogil=True)
-    def load_acquire(a, i):
+    def load_acquire_sys(a, i):
         old = a[i]
         if old < only_below:
             a[i] = old + 2
         return old
-    return specialize(DEVICE_FUNCTIONS, {**prims_cpu.PRIMS, "load_acquire": load_acquire}, numba.njit(nogil=True))
+    return specialize(DEVICE_FUNCTIONS, {**prims_cpu.PRIMS, "load_acquire_sys": load_acquire_sys},
+                      numba.njit(nogil=True))
 
 
 def test_device_copy_never_accepts_a_seq_that_moved():
