@@ -92,24 +92,20 @@ def smid(typingctx):
 _device = cuda.jit(device=True, inline=True)
 
 
-@_device
-def load_acquire(a, i):
-    return _ld_acquire_gpu(a, i)
+def _ordered(ld, st):
+    """The device functions the shared source calls for one scope's acquire load and release store."""
+    @_device
+    def load(a, i):
+        return ld(a, i)
+
+    @_device
+    def store(a, i, v):
+        st(a, i, v)
+    return load, store
 
 
-@_device
-def store_release(a, i, v):
-    _st_release_gpu(a, i, v)
-
-
-@_device
-def load_acquire_sys(a, i):
-    return _ld_acquire_sys(a, i)
-
-
-@_device
-def store_release_sys(a, i, v):
-    _st_release_sys(a, i, v)
+load_acquire, store_release = _ordered(_ld_acquire_gpu, _st_release_gpu)
+load_acquire_sys, store_release_sys = _ordered(_ld_acquire_sys, _st_release_sys)
 
 
 @_device

@@ -21,6 +21,18 @@ COMMAND_RECORDS = COMMAND_BASE + len(RING)
 COMMAND_STRIDE = len(COMMAND_WORDS)
 
 
+def write_event(words, at, kind, time_ns, hook, program, tenant, arg0, arg1, arg2):
+    """One event record's words at ``at`` (published by the caller's release store)."""
+    words[at + EVENT.kind] = kind
+    words[at + EVENT.time_ns] = time_ns
+    words[at + EVENT.hook] = hook
+    words[at + EVENT.program] = program
+    words[at + EVENT.tenant] = tenant
+    words[at + EVENT.arg0] = arg0
+    words[at + EVENT.arg1] = arg1
+    words[at + EVENT.arg2] = arg2
+
+
 def event_push(host, kind, time_ns, hook, program, tenant, arg0, arg1, arg2):
     """Append one event; False (and counted in ``dropped``) when the ring is full."""
     head = host[EVENT_BASE + RING.head]  # only this producer writes head
@@ -28,15 +40,8 @@ def event_push(host, kind, time_ns, hook, program, tenant, arg0, arg1, arg2):
     if head - tail >= EVENT_SLOTS:
         host[EVENT_BASE + RING.dropped] += 1
         return False
-    at = EVENT_RECORDS + (head % EVENT_SLOTS) * EVENT_STRIDE
-    host[at + EVENT.kind] = kind
-    host[at + EVENT.time_ns] = time_ns
-    host[at + EVENT.hook] = hook
-    host[at + EVENT.program] = program
-    host[at + EVENT.tenant] = tenant
-    host[at + EVENT.arg0] = arg0
-    host[at + EVENT.arg1] = arg1
-    host[at + EVENT.arg2] = arg2
+    write_event(host, EVENT_RECORDS + (head % EVENT_SLOTS) * EVENT_STRIDE, kind, time_ns, hook, program, tenant,
+                arg0, arg1, arg2)
     store_release_sys(host, EVENT_BASE + RING.head, head + 1)
     return True
 
@@ -48,15 +53,8 @@ def event_stage(ctl, kind, time_ns, hook, program, tenant, arg0, arg1, arg2):
     if head - load_acquire(ctl, PLANE.staged_tail) >= STAGED_EVENTS:
         atomic_add(ctl, PLANE.staged_dropped, 1)
         return False
-    at = STAGED_BASE + (head % STAGED_EVENTS) * EVENT_STRIDE
-    ctl[at + EVENT.kind] = kind
-    ctl[at + EVENT.time_ns] = time_ns
-    ctl[at + EVENT.hook] = hook
-    ctl[at + EVENT.program] = program
-    ctl[at + EVENT.tenant] = tenant
-    ctl[at + EVENT.arg0] = arg0
-    ctl[at + EVENT.arg1] = arg1
-    ctl[at + EVENT.arg2] = arg2
+    write_event(ctl, STAGED_BASE + (head % STAGED_EVENTS) * EVENT_STRIDE, kind, time_ns, hook, program, tenant,
+                arg0, arg1, arg2)
     store_release(ctl, PLANE.staged_head, head + 1)
     return True
 
@@ -91,4 +89,4 @@ def command_release(host):
     store_release_sys(host, COMMAND_BASE + RING.tail, host[COMMAND_BASE + RING.tail] + 1)
 
 
-DEVICE_FUNCTIONS = (event_push, event_stage, forward_staged, command_pending, command_release)
+DEVICE_FUNCTIONS = (write_event, event_push, event_stage, forward_staged, command_pending, command_release)
