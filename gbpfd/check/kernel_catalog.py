@@ -11,9 +11,8 @@ def _plane_sig():
     """The types of the plane's own launch (all C-contiguous), so that on a
     GPU the compile stage fills the kernel cache the later stages read."""
     from numba import types
-    i64, u64 = types.int64, types.uint64
-    return (i64[::1], i64[::1], i64[:, :, :, ::1], types.uint8[::1], i64[::1], i64[:, :, :, ::1], u64[:, ::1],
-            u64[:, :, ::1], i64[:, ::1])
+    i64 = types.int64
+    return i64[::1], i64[::1], i64[:, :, :, ::1], types.uint8[::1], i64[::1], i64[:, :, :, ::1], i64[:, ::1]
 
 
 def control():

@@ -32,6 +32,10 @@ TORN_LOOPS_MAX = 1024  # iterations a quotas command waits for a consistent snap
 QUOTA_WORDS_ALL = MAX_TENANTS * (QUOTA_RECORD_BYTES // 8)
 CTX_ADDRESS = np.uint64(RID_CTX << 32)
 CLASS_LATENCY_CRITICAL = 1
+#: the periodic hooks in the order a loop iteration runs them, with their last-run and period words
+PERIODIC_HOOKS = (HOOK.tick, HOOK.dma_tick, HOOK.warp_throttle_tick, HOOK.therm_tick)
+PERIODIC_LAST = (PLANE.last_tick_ns, PLANE.last_dma_ns, PLANE.last_warp_ns, PLANE.last_therm_ns)
+PERIODIC_PERIOD = (PLANE.tick_period_ns, PLANE.dma_period_ns, PLANE.warp_period_ns, PLANE.therm_period_ns)
 
 
 def put(flat8, at, size, value):
@@ -121,14 +125,21 @@ def trace_event(h, r, tenant, now, program, ctl, host, value, calls):
 
 
 def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
-    """As ``invoke``; after a fault the baseline runs at once on the same ctx."""
-    r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-    if r0 == -1:
+    """As ``invoke``; after a fault the baseline runs at once on the same ctx.
+    One call site in a loop, so that the interpreter is compiled in once."""
+    r0 = np.int64(-1)
+    # the active program, then the baseline if it faulted: a bound known only at run time, so that the
+    # compiler does not unroll the loop into two interpreters
+    tries = 2 if ctl[NINSNS + h * NPROG_SLOTS + BASELINE_SLOT] > 0 else 1
+    for _ in range(tries):
         r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        if r0 != -1:
+            break
     return r0
 
 
-def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def fill_tick(t, now, ctl, flat8):
+    """tick's ctx for tenant ``t``; the tokens it saw."""
     c = ctx_at(RUNNER_TICK)
     seen = max(ctl[tenant_word(t, TENANT.tokens)], 0)
     put(flat8, c + CTX_TICK.now_ns, CTX_TICK_SIZE.now_ns, now)
@@ -145,9 +156,12 @@ def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
     put(flat8, c + CTX_TICK.be_weight_sum, CTX_TICK_SIZE.be_weight_sum, ctl[PLANE.be_weight_sum])
     put(flat8, c + CTX_TICK.lc_reserved, CTX_TICK_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
     ctl[tenant_word(t, TENANT.last_tick_ns)] = now
-    if invoke_with_fallback(HOOK.tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames,
-                            vmout) < 0:
-        return
+    return seen
+
+
+def apply_tick(t, seen, ctl, flat8, flat):
+    c = ctx_at(RUNNER_TICK)
+    running = get(flat8, c + CTX_TICK.running_ctas, CTX_TICK_SIZE.running_ctas)  # read-only: as it was filled
     granted = get(flat8, c + CTX_TICK.cta_tokens, CTX_TICK_SIZE.cta_tokens)
     # tick sets the holding; the allowance it implies bounds what exits hand on (gates.cta_exit)
     ctl[tenant_word(t, TENANT.token_limit)] = running + granted if granted > 0 else 0
@@ -157,7 +171,8 @@ def tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
         atomic_add(flat, counter_word(t, COUNTER.tokens_granted), delta)
 
 
-def dma_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def fill_dma(t, now, ctl, flat8):
+    """dma_tick's ctx for tenant ``t``; the byte tokens it saw."""
     c = ctx_at(RUNNER_TICK)
     seen = max(ctl[tenant_word(t, TENANT.dma_tokens)], 0)
     moved = ctl[tenant_word(t, TENANT.dma_moved)]
@@ -170,14 +185,16 @@ def dma_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     put(flat8, c + CTX_DMA.pending_bytes, CTX_DMA_SIZE.pending_bytes, ctl[tenant_word(t, TENANT.dma_pending)])
     ctl[tenant_word(t, TENANT.last_dma_ns)] = now
     atomic_add(ctl, tenant_word(t, TENANT.dma_moved), -moved)
-    if invoke_with_fallback(HOOK.dma_tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames,
-                            vmout) < 0:
-        return
+    return seen
+
+
+def apply_dma(t, seen, ctl, flat8):
+    c = ctx_at(RUNNER_TICK)
     atomic_add(ctl, tenant_word(t, TENANT.dma_tokens),
                get(flat8, c + CTX_DMA.dma_tokens, CTX_DMA_SIZE.dma_tokens) - seen)
 
 
-def warp_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def fill_warp(t, now, ctl, flat8):
     c = ctx_at(RUNNER_TICK)
     put(flat8, c + CTX_WARP.now_ns, CTX_WARP_SIZE.now_ns, now)
     put(flat8, c + CTX_WARP.dt_ns, CTX_WARP_SIZE.dt_ns, now - ctl[tenant_word(t, TENANT.last_warp_ns)])
@@ -187,12 +204,9 @@ def warp_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
     put(flat8, c + CTX_WARP.warps_waiting, CTX_WARP_SIZE.warps_waiting, ctl[tenant_word(t, TENANT.warps_waiting)])
     put(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap, ctl[tenant_word(t, TENANT.warp_cap)])
     ctl[tenant_word(t, TENANT.last_warp_ns)] = now
-    if invoke_with_fallback(HOOK.warp_throttle_tick, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs,
-                            frames, vmout) >= 0:
-        ctl[tenant_word(t, TENANT.warp_cap)] = get(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap)
 
 
-def therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def fill_therm(now, ctl, flat8):
     c = ctx_at(RUNNER_TICK)
     put(flat8, c + CTX_THERM.now_ns, CTX_THERM_SIZE.now_ns, now)
     put(flat8, c + CTX_THERM.dt_ns, CTX_THERM_SIZE.dt_ns, now - ctl[PLANE.last_therm_ns])
@@ -202,9 +216,41 @@ def therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     put(flat8, c + CTX_THERM.sm_clock_mhz, CTX_THERM_SIZE.sm_clock_mhz, ctl[META.sm_clock_mhz])
     put(flat8, c + CTX_THERM.throttle_reasons, CTX_THERM_SIZE.throttle_reasons, ctl[META.throttle_reasons])
     put(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap, ctl[PLANE.global_cta_cap])
-    if invoke_with_fallback(HOOK.therm_tick, RUNNER_TICK, -1, now, ctl, host, code, flat8, flat, desc, regs, frames,
-                            vmout) >= 0:
+
+
+def fill_ctx(h, t, now, ctl, flat8):
+    """Runner 0's ctx for periodic hook ``h`` and tenant ``t`` (-1: the
+    plane-wide therm_tick); what ``apply_ctx`` needs of it."""
+    if h == HOOK.tick:
+        return fill_tick(t, now, ctl, flat8)
+    if h == HOOK.dma_tick:
+        return fill_dma(t, now, ctl, flat8)
+    if h == HOOK.warp_throttle_tick:
+        fill_warp(t, now, ctl, flat8)
+    else:
+        fill_therm(now, ctl, flat8)
+    return np.int64(0)
+
+
+def apply_ctx(h, t, seen, ctl, flat8, flat):
+    """Take what a periodic hook's run left in its ctx."""
+    c = ctx_at(RUNNER_TICK)
+    if h == HOOK.tick:
+        apply_tick(t, seen, ctl, flat8, flat)
+    elif h == HOOK.dma_tick:
+        apply_dma(t, seen, ctl, flat8)
+    elif h == HOOK.warp_throttle_tick:
+        ctl[tenant_word(t, TENANT.warp_cap)] = get(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap)
+    else:
         ctl[PLANE.global_cta_cap] = get(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap)
+
+
+def run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """One periodic hook's run for one tenant: the housekeeping warp's only
+    call into the interpreter."""
+    seen = fill_ctx(h, t, now, ctl, flat8)
+    if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout) >= 0:
+        apply_ctx(h, t, seen, ctl, flat8, flat)
 
 
 def aggregate_tenants(now, ctl, host, flat8):
@@ -253,32 +299,31 @@ def due(now, ctl, last, period):
     return ctl[period] > 0 and now - ctl[last] >= ctl[period]
 
 
+def start_tick_period(now, ctl, host, flat8):
+    loops = max(ctl[PLANE.period_loops], 1)
+    host[HEADER.loop_period_ns] = (now - ctl[PLANE.last_tick_ns]) // loops
+    ctl[PLANE.period_loops] = 0
+    ctl[PLANE.trace_budget] = TRACE_EVENTS_PER_TICK
+    aggregate_tenants(now, ctl, host, flat8)
+
+
 def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
-    if due(now, ctl, PLANE.last_tick_ns, PLANE.tick_period_ns):
-        loops = max(ctl[PLANE.period_loops], 1)
-        host[HEADER.loop_period_ns] = (now - ctl[PLANE.last_tick_ns]) // loops
-        ctl[PLANE.period_loops] = 0
-        ctl[PLANE.last_tick_ns] = now
-        ctl[PLANE.trace_budget] = TRACE_EVENTS_PER_TICK
-        aggregate_tenants(now, ctl, host, flat8)
-        for t in range(ctl[META.ntenants]):
-            if present(flat8, t):
-                tick_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-        mirror(ctl, host, flat)
-        host[HEADER.ticks] += 1
-    if due(now, ctl, PLANE.last_dma_ns, PLANE.dma_period_ns):
-        ctl[PLANE.last_dma_ns] = now
-        for t in range(ctl[META.ntenants]):
-            if present(flat8, t):
-                dma_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-    if due(now, ctl, PLANE.last_warp_ns, PLANE.warp_period_ns):
-        ctl[PLANE.last_warp_ns] = now
-        for t in range(ctl[META.ntenants]):
-            if present(flat8, t):
-                warp_tenant(t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-    if due(now, ctl, PLANE.last_therm_ns, PLANE.therm_period_ns):
-        therm(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-        ctl[PLANE.last_therm_ns] = now
+    """The periodic hooks that are due, in PERIODIC_HOOKS order: per tenant
+    (therm_tick once, plane-wide), all through one ``run_periodic``."""
+    for k in range(len(PERIODIC_HOOKS)):
+        h = PERIODIC_HOOKS[k]
+        if not due(now, ctl, PERIODIC_LAST[k], PERIODIC_PERIOD[k]):
+            continue
+        if h == HOOK.tick:
+            start_tick_period(now, ctl, host, flat8)
+        first, end = (-1, 0) if h == HOOK.therm_tick else (0, ctl[META.ntenants])  # therm_tick: tenant -1
+        for t in range(first, end):
+            if t < 0 or present(flat8, t):
+                run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        ctl[PERIODIC_LAST[k]] = now  # after the runs: therm_tick's dt_ns is the time since the last one
+        if h == HOOK.tick:
+            mirror(ctl, host, flat)
+            host[HEADER.ticks] += 1
 
 
 def adopt_snapshot(now, seq, ctl, host, flat8, flat):
@@ -440,5 +485,6 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
 
 DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, emit, trace_event,
                     invoke_with_fallback,
-                    tick_tenant, dma_tenant, warp_tenant, therm, aggregate_tenants, mirror, due, periodic,
+                    fill_tick, apply_tick, fill_dma, apply_dma, fill_warp, fill_therm, fill_ctx, apply_ctx,
+                    run_periodic, aggregate_tenants, mirror, due, start_tick_period, periodic,
                     adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot, decide_claimed)

@@ -10,6 +10,7 @@ L2 round trip, not one per slot, and never waits on the host.
 Workers wait with time bounds from ``%globaltimer``; past the bound they
 bypass and the bypass is counted.
 """
+import numpy as np
 from numba import cuda
 
 from gbpfd.bridge.layout import HEADER
@@ -38,14 +39,21 @@ warp_throttled = _D.warp_throttled
 FULL_MASK = 0xFFFFFFFF
 WARP = 32
 CONTROL_THREADS = 2 * WARP
+#: the policy VM's registers and call frames, per runner (module constants: a shared array's shape must be one)
+REGS_SHAPE = (S.NRUNNERS, S.REGS_WORDS)
+FRAMES_SHAPE = (S.NRUNNERS,) + S.FRAMES_SHAPE
 BACKOFF_MIN_NS = 32
 BACKOFF_MAX_NS = 4096
 
 
 @cuda.jit
-def control_kernel(ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
     """Warp 1 (lane 0) runs housekeeping, which is the only code that reads
-    the host area over PCIe; warp 0 serves requests and never waits on it."""
+    the host area over PCIe; warp 0 serves requests and never waits on it.
+    The policy VM's registers and call frames are in shared memory, a row
+    per runner (each used by one thread), not in global memory."""
+    regs = cuda.shared.array(REGS_SHAPE, np.uint64)
+    frames = cuda.shared.array(FRAMES_SHAPE, np.uint64)
     tid = cuda.threadIdx.x
     lane = tid % WARP
     if tid == 0:

@@ -106,7 +106,7 @@ class CudaBackend:
         self.control_stream = non_blocking_stream(cuda)
         self.copy_stream = non_blocking_stream(cuda)
         self.d = {name: cuda.to_device(getattr(arrays, name), stream=self.copy_stream)
-                  for name in ("ctl", "code", "flat", "desc", "regs", "frames", "vmout")}
+                  for name in ("ctl", "code", "flat", "desc", "vmout")}  # the VM's registers: shared memory
         self.launch_words = LaunchWords(cuda, options.persistent_launches, lambda: non_blocking_stream(cuda))
         self.copy_stream.synchronize()
         self._started_at = time.monotonic_ns()
@@ -122,8 +122,7 @@ class CudaBackend:
 
     def device_args(self) -> tuple:
         d = self.d
-        return (d["ctl"], self.arrays.host, d["code"], d["flat"].view(np.uint8), d["flat"], d["desc"], d["regs"],
-                d["frames"], d["vmout"])
+        return d["ctl"], self.arrays.host, d["code"], d["flat"].view(np.uint8), d["flat"], d["desc"], d["vmout"]
 
     def start(self) -> None:
         from gbpfd.cuda_toolchain import cache_if_asked

@@ -21,9 +21,8 @@ def kernels():
 
 def _arrays_sig():
     from numba import types
-    i64, u64 = types.int64, types.uint64
-    return (i64[:], i64[:], i64[:, :, :, :], types.uint8[:], i64[:], i64[:, :, :, :], u64[:, :], u64[:, :, :],
-            i64[:, :])
+    i64 = types.int64
+    return i64[:], i64[:], i64[:, :, :, :], types.uint8[:], i64[:], i64[:, :, :, :], i64[:, :]
 
 
 def _ptx(fn, sig):
@@ -43,6 +42,8 @@ def test_control_kernel_compiles_with_acquire_loads_and_device_clocks(kernels):
     for needle in ("ld.acquire.gpu.b64", "st.release.gpu.b64", "ld.acquire.sys.b64", "st.release.sys.b64",
                    "%globaltimer", "%smid", "vote.sync.ballot"):
         assert needle in ptx, needle
+    # the policy VM's registers and frames are in shared memory, and nothing is in local memory
+    assert ".shared" in ptx and "st.shared" in ptx and "ld.local" not in ptx and "st.local" not in ptx
 
 
 def test_worker_waits_compile(kernels):
