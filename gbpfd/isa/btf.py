@@ -133,6 +133,25 @@ class Btf:
 
 def parse_btf(data: bytes) -> Btf:
     """Parse a whole ``.BTF`` section; a LoadError names the bad offset."""
+    types_start, types_end, strings = _sections(data)
+    return Btf(_parse_types(data[types_start:types_end], strings, types_start))
+
+
+def btf_strings(data: bytes) -> bytes:
+    """The string section of a ``.BTF`` section (what ``.BTF.ext`` records point into)."""
+    return _sections(data)[2]
+
+
+def btf_string(strings: bytes, off: int, what: str) -> str:
+    """The NUL-terminated string at ``off``; a LoadError names ``what`` pointed there."""
+    end = strings.find(b"\0", off)
+    if off >= len(strings) or end < 0:
+        raise LoadError(f"BTF: {what}: name offset {off} outside the string section")
+    return strings[off:end].decode("utf-8", "replace")
+
+
+def _sections(data: bytes) -> tuple[int, int, bytes]:
+    """Where the type records start and end, and the string section."""
     if len(data) < _HEADER.size:
         raise LoadError(f"BTF: header truncated ({len(data)} bytes)")
     magic, version, _, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(data)
@@ -143,15 +162,11 @@ def parse_btf(data: bytes) -> Btf:
     types_start, strings_start = hdr_len + type_off, hdr_len + str_off
     if hdr_len < _HEADER.size or types_start + type_len > len(data) or strings_start + str_len > len(data):
         raise LoadError(f"BTF: type or string section runs past the end ({len(data)} bytes)")
-    strings = data[strings_start:strings_start + str_len]
-    return Btf(_parse_types(data[types_start:types_start + type_len], strings, types_start))
+    return types_start, types_start + type_len, data[strings_start:strings_start + str_len]
 
 
 def _string(strings: bytes, off: int, where: int) -> str:
-    end = strings.find(b"\0", off)
-    if off >= len(strings) or end < 0:
-        raise LoadError(f"BTF: type record at offset {where}: name offset {off} outside the string section")
-    return strings[off:end].decode("utf-8", "replace")
+    return btf_string(strings, off, f"type record at offset {where}")
 
 
 def _parse_types(section: bytes, strings: bytes, base: int) -> list[BtfType | None]:

@@ -26,7 +26,8 @@ from elftools.elf.sections import SymbolTableSection
 
 from gbpfd.errors import LoadError
 from gbpfd.isa.abi import HOOKS, LIMITS, MAP_KINDS
-from gbpfd.isa.btf import TYPE_FIELDS, parse_btf
+from gbpfd.isa.btf import TYPE_FIELDS, btf_strings, parse_btf
+from gbpfd.isa.btf_lines import lines_per_slot, line_records
 from gbpfd.isa.insn import SLOT, Insn, decode_bytes
 from gbpfd.isa.program import ARRAY_KEY_SIZE, MapDef, Program
 from gbpfd.isa.table import ROWS
@@ -73,7 +74,20 @@ def load_elf(path, section: str | None = None) -> Program:
         maps = _MapTable(elf, str(path))
         insns = _relocate(elf, prog, maps, str(path))
         return Program(insns=tuple(insns), maps=tuple(maps.defs), hook=_hook_of(prog.name),
-                       name=_entry_name(elf, prog, str(path)), source=str(path), lines=(None,) * len(insns))
+                       name=_entry_name(elf, prog, str(path)), source=str(path), lines=(None,) * len(insns),
+                       source_lines=_source_lines(elf, prog.name, len(insns), str(path)))
+
+
+def _source_lines(elf: ELFFile, section: str, nslots: int, path: str) -> tuple:
+    """Each slot's line of C, from ``.BTF.ext`` (an object built with -g); () without line info."""
+    ext, btf = elf.get_section_by_name(".BTF.ext"), elf.get_section_by_name(".BTF")
+    if ext is None or btf is None:
+        return ()
+    try:
+        records = line_records(ext.data(), btf_strings(btf.data())).get(section, [])
+    except LoadError as exc:
+        raise LoadError(exc.reason, path=path) from None
+    return lines_per_slot(records, nslots) if records else ()
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gbpfd.isa.abi import MAP_KINDS, LIMITS
+from gbpfd.isa.btf_lines import SourceLine
 from gbpfd.isa.insn import Insn, encode_program
 
 ARRAY_KEY_SIZE = 4  # every map is an array indexed by a u32
@@ -56,6 +57,8 @@ class Program:
 
     ``lines`` maps each slot to the source line it came from (None when the
     source has no lines, e.g. raw bytecode), so errors can name both.
+    ``source_lines``: for a C object compiled with ``-g``, each slot's line
+    of C (file, line, column, text) from the object's line info.
     """
 
     insns: tuple[Insn, ...]
@@ -64,6 +67,7 @@ class Program:
     name: str = "prog"
     source: str | None = None
     lines: tuple[int | None, ...] = field(default=())
+    source_lines: tuple[SourceLine | None, ...] = field(default=())
 
     def to_bytes(self) -> bytes:
         return encode_program(self.insns)

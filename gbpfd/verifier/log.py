@@ -47,6 +47,13 @@ def insn_line(program: Program, index: int, reason: str) -> str:
     return f"{index}: ({insn.opcode:02x}) {format_insn(program.insns, index, program.maps)}: {reason}"
 
 
+def source_line(program: Program, index: int) -> list[str]:
+    """The line of C instruction ``index`` came from, as a log line (the
+    object's line info; none for other programs, or where it has none)."""
+    line = program.source_lines[index] if index < len(program.source_lines) else None
+    return [] if line is None else [f"    at {line}"]
+
+
 def accepted_line(hook: str, insns: int, cost: int, budget: int, explored: int, pruned: int) -> str:
     return (f"accepted for {hook}: {insns} insns, worst-case path {cost} insns (budget {budget}), "
             f"{explored} states explored, {pruned} pruned")

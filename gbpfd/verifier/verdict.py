@@ -13,7 +13,7 @@ from gbpfd.errors import InputError
 from gbpfd.isa.abi import HOOKS
 from gbpfd.isa.program import Program
 from gbpfd.verifier.check import Checker, CheckError
-from gbpfd.verifier.log import accepted_line, insn_line, state_text
+from gbpfd.verifier.log import accepted_line, insn_line, source_line, state_text
 from gbpfd.verifier.structure import StructureError, check_structure
 
 
@@ -74,13 +74,14 @@ def _verify(program: Program, name: str) -> Verdict:
     try:
         layout = check_structure(program, spec)
     except StructureError as err:
-        line = err.reason if err.index is None else insn_line(program, err.index, err.reason)
-        return rejected([line])
+        if err.index is None:
+            return rejected([err.reason])
+        return rejected([insn_line(program, err.index, err.reason), *source_line(program, err.index)])
     checker = Checker(program, spec, layout)
     try:
         checker.run()
     except CheckError as err:
-        return rejected([insn_line(program, err.index, err.reason), state_text(err.state, program)],
-                        layout.cost)
+        return rejected([insn_line(program, err.index, err.reason), *source_line(program, err.index),
+                         state_text(err.state, program)], layout.cost)
     line = accepted_line(name, count, layout.cost, spec.budget, checker.explored, checker.pruned)
     return Verdict(True, name, layout.cost, (line,), None, count)
