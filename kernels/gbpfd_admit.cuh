@@ -144,7 +144,8 @@ GBPFD_FN bool gbpfd_try_token(long long *ctl, long long t, long long now) {
 /* Claim a free request slot and post tenant t's request: the slot, or -1
  * when every slot is taken (one pass, no spin).  `now` is never negative. */
 GBPFD_FN long long gbpfd_post_request(long long *ctl, long long t, long long now) {
-    const long long first = (t * 7 + now) % GBPFD_NSLOTS;
+    /* %globaltimer moves in steps (32 ns or more): fold higher bits in to spread the first slot */
+    const long long first = (t * 7 + (now ^ (now >> 7) ^ (now >> 13))) % GBPFD_NSLOTS;
     for (long long k = 0; k < GBPFD_NSLOTS; ++k) {
         const long long s = (first + k) % GBPFD_NSLOTS;
         if (gbpfd_atomic_cas(ctl, gbpfd_slot_word(s, GBPFD_SLOT_STATE), GBPFD_FREE, GBPFD_CLAIMED) == GBPFD_FREE) {

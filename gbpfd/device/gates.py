@@ -67,7 +67,8 @@ def take_token(ctl, t):
 def post_request(ctl, t, now):
     """Claim a free request slot and post tenant ``t``'s request; the slot,
     or -1 when every slot is taken (one pass, no spin)."""
-    first = (t * 7 + now) % NSLOTS
+    # %globaltimer moves in steps (32 ns or more), so its low bits are zero: fold higher ones in to spread
+    first = (t * 7 + (now ^ (now >> 7) ^ (now >> 13))) % NSLOTS
     for k in range(NSLOTS):
         s = (first + k) % NSLOTS
         if atomic_cas(ctl, slot_word(s, SLOT.state), FREE, CLAIMED) == FREE:

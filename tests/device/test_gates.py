@@ -316,3 +316,14 @@ def test_a_lowered_limit_only_brings_tokens_plus_running_down(running, limit, st
         assert now_level <= max(level, limit)
         level = now_level
     assert level <= limit
+
+
+def test_requests_posted_at_timer_steps_start_at_every_slot(dev, a):
+    """%globaltimer moves in 32 ns steps (or coarser): the first slot a
+    request tries must still spread over all of them, or requests collide."""
+    firsts = set()
+    for k in range(4 * S.NSLOTS):
+        s = int(dev.post_request(a.ctl, 1, NOW + 32 * k))
+        firsts.add(s)
+        a.ctl[slot_word(s, S.SLOT.state)] = S.FREE
+    assert len(firsts) == S.NSLOTS
