@@ -22,8 +22,13 @@ Scenarios:
   tenant ``infer`` in gate mode, BE tenant ``train`` in persistent-worker
   mode; ``plane_alone`` is the LC kernels under the plane with no BE load.
 
-On the simulated device the same scenarios run in virtual time (CTA slots
-and dispatch order are modelled; SM-internal sharing is not): SIMULATED.
+On the simulated device (docs/simulator.md) the same scenarios run in
+virtual time, with two BE bodies: the compute-bound one above and a
+memory-bound one (figures of the latter end in ``_mem``).  CTAs are placed
+on SMs, co-resident blocks share an SM's issue rate and memory-moving
+blocks share HBM bandwidth, so an LC CTA that lands beside BE CTAs runs
+slower than alone: SIMULATED, under the calibration the ``device`` check
+names.
 
     python bench/bench_isolation.py [--backend auto|cuda|sim] [--quick]
 """
@@ -47,16 +52,18 @@ PARAMS = {"lc_period_us": (1000, 1000), "lc_ctas": (8, 8), "seed": (1, 1),
           "lc_kernels": (1000, 100), "threads": (512, 512), "lc_iters": (16_384, 16_384),
           "be_ctas": (65_536, 65_536), "be_iters": (1536, 1536), "be_alone_s": (2.0, 0.5),
           "sim_lc_kernels": (300, 30), "sim_lc_cta_us": (150, 150), "sim_be_cta_us": (200, 200),
-          "sim_be_ctas": (6600, 6600), "sim_be_alone_ms": (50, 10)}
+          "sim_be_ctas": (6600, 6600), "sim_be_alone_ms": (50, 10),
+          "sim_compute_issue": (1.0, 1.0), "sim_memory_issue": (0.25, 0.25), "sim_memory_demand": (2.0, 2.0)}
 TARGETS = (
     Target("lc_p99_ratio_plane", "<=", 1.05, "<= 1.05x the LC p99 alone", "the isolation requirement"),
     Target("be_throughput_ratio_plane", ">=", 0.6, ">= 60% of the BE throughput alone", "the isolation requirement"),
 )
 LC_TENANT, BE_TENANT = "infer", "train"   # the demo quotas' latency-critical and best-effort tenants
 SHARED = ("noplane", "priority", "plane")
-LC_SCENARIOS = ("alone", *SHARED, "plane_alone")
 BAR_LABELS = {"noplane": "no plane", "priority": "stream priorities", "plane": "plane",
               "plane_alone": "plane, LC alone"}
+#: the BE bodies, by the suffix of their figures: compute-bound (the GPU's) and memory-bound (simulated only)
+BODY_LABELS = {"": "", "_mem": ", memory-bound BE"}
 SIM_HIGH_PRIORITY = -1     # CUDA's convention: lower is dispatched first
 SIM_WARM_NS = 2_000_000    # BE load before the LC kernels start (persistent workers all in)
 BE_WARM_S = 0.05
@@ -72,40 +79,64 @@ def _gaps(p: dict, n: int) -> np.ndarray:
     return np.random.default_rng(p["seed"]).uniform(0.5, 1.5, n) * p["lc_period_us"]
 
 
-def _report(run, lat: dict, be_rate: dict, be_blocks: dict) -> None:
-    """``lat``: LC latencies in us per scenario; ``be_rate``: BE blocks per s
-    per scenario (``alone``: the BE kernels alone); ``be_blocks``: how many."""
+def _report(run, lat: dict, be_rate: dict, be_blocks: dict, bodies=("",)) -> None:
+    """``lat``: LC latencies in us per scenario (``alone``, ``plane_alone``,
+    and each of SHARED with each body's suffix); ``be_rate``: BE blocks per
+    s per scenario (``alone`` + suffix: that body alone); ``be_blocks``: how many."""
     alone = percentile(lat["alone"], 99)
-    run.figure("lc_p99_alone_us", alone, "us", len(lat["alone"]))
-    run.figure("lc_p50_alone_us", percentile(lat["alone"], 50), "us", len(lat["alone"]))
+    lc = ["alone", "plane_alone", *(s + b for b in bodies for s in SHARED)]
     ratios = {}
-    for s in LC_SCENARIOS[1:]:
+    for s in lc:
         p99 = percentile(lat[s], 99)
         run.figure(f"lc_p99_{s}_us", p99, "us", len(lat[s]))
-        ratios[s] = p99 / alone if p99 is not None and alone else None
-        run.figure(f"lc_p99_ratio_{s}", ratios[s], "x alone", len(lat[s]))
-    for s in LC_SCENARIOS:
+        run.figure(f"lc_p50_{s}_us", percentile(lat[s], 50), "us", len(lat[s]))
         run.cdf(f"lc_{s}", lat[s], "us")
-    run.figure("be_alone_blocks_per_s", be_rate["alone"], "blocks/s", be_blocks["alone"])
-    shares = {s: be_rate[s] / be_rate["alone"] if be_rate["alone"] else None for s in SHARED}
-    for s in SHARED:
-        run.figure(f"be_throughput_ratio_{s}", shares[s], "x alone", be_blocks[s])
-    run.bar_chart("lc_p99_ratio", {BAR_LABELS[s]: v for s, v in ratios.items()}, "x alone", target=1.05)
-    run.bar_chart("be_throughput_ratio", {BAR_LABELS[s]: v for s, v in shares.items()}, "x alone", target=0.6)
+        if s != "alone":
+            ratios[s] = p99 / alone if p99 is not None and alone else None
+            run.figure(f"lc_p99_ratio_{s}", ratios[s], "x alone", len(lat[s]))
+    shares = {}
+    for b in bodies:
+        run.figure(f"be_alone{b}_blocks_per_s", be_rate["alone" + b], "blocks/s", be_blocks["alone" + b])
+        for s in SHARED:
+            shares[s + b] = be_rate[s + b] / be_rate["alone" + b] if be_rate["alone" + b] else None
+            run.figure(f"be_throughput_ratio_{s}{b}", shares[s + b], "x alone", be_blocks[s + b])
+    run.bar_chart("lc_p99_ratio", {_label(s, bodies): v for s, v in ratios.items()}, "x alone", target=1.05)
+    run.bar_chart("be_throughput_ratio", {_label(s, bodies): v for s, v in shares.items()}, "x alone", target=0.6)
+
+
+def _label(scenario: str, bodies) -> str:
+    """A bar's label: the scenario, and its BE body when there are several."""
+    for b in sorted(bodies, key=len, reverse=True):
+        if b and scenario.endswith(b):
+            return BAR_LABELS[scenario[:-len(b)]] + BODY_LABELS[b]
+    return BAR_LABELS[scenario]
 
 
 # ------------------------------------------------------------ simulated device
+def _sim_bodies(p: dict, gpu) -> dict:
+    """The BE kernel's launch arguments for each body: compute-bound (a
+    block uses ``sim_compute_issue`` of its SM's issue rate alone, as the LC
+    kernel's does) and memory-bound (little issue; its blocks, one in every
+    CTA slot of the GPU, ask for ``sim_memory_demand`` times the HBM
+    bandwidth)."""
+    block_s = p["sim_be_cta_us"] * 1e-6
+    slots = gpu.num_sms * gpu.slots_per_sm
+    return {"": {"issue_utilisation": p["sim_compute_issue"]},
+            "_mem": {"issue_utilisation": p["sim_memory_issue"],
+                     "bytes_per_block": p["sim_memory_demand"] * gpu.hbm_bytes_per_s * block_s / slots}}
+
+
 class _SimBE:
     """The BE load on the simulated device: plain kernels back to back, or
     one persistent kernel that never runs out of blocks."""
 
-    def __init__(self, d, tenant: int, p: dict, mode: str):
-        self.d, self.tenant, self.p = d, tenant, p
+    def __init__(self, d, tenant: int, p: dict, mode: str, body: dict):
+        self.d, self.tenant, self.p, self.body = d, tenant, p, body
         self.runs = []
         self.stopped = False
         if mode == "persistent":
             self.runs.append(d.launch(tenant, blocks=NEVER_ENDING, block_ns=p["sim_be_cta_us"] * 1000,
-                                      mode="persistent"))
+                                      mode="persistent", **body))
         else:
             self._next()
 
@@ -113,25 +144,29 @@ class _SimBE:
         if not self.stopped:
             self.runs.append(self.d.launch(self.tenant, blocks=self.p["sim_be_ctas"],
                                            block_ns=self.p["sim_be_cta_us"] * 1000, mode="none",
-                                           on_done=self._next))
+                                           on_done=self._next, **self.body))
 
     @property
     def blocks_done(self) -> int:
         return sum(r.blocks_done for r in self.runs)
 
 
-def _sim_lc(d, tenant: int, p: dict, mode: str, priority: int = 0) -> list:
-    """LC latencies (us) of ``sim_lc_kernels`` launches, one after another with random gaps."""
+def _sim_lc(d, tenant: int, p: dict, mode: str, priority: int = 0) -> tuple:
+    """LC latencies (us) of ``sim_lc_kernels`` launches, one after another
+    with random gaps, and how many of their CTAs landed beside another
+    tenant's CTAs."""
     n = p["sim_lc_kernels"]
     gaps = (_gaps(p, n) * 1000).astype(np.int64)
     lat: list = []
+    beside = [0]
 
     def launch() -> None:
         d.launch(tenant, blocks=p["lc_ctas"], block_ns=p["sim_lc_cta_us"] * 1000, mode=mode, priority=priority,
-                 on_done=done)
+                 issue_utilisation=p["sim_compute_issue"], on_done=done)
 
     def done(k) -> None:
         lat.append(k.latency_ns / 1000)
+        beside[0] += k.beside
         if len(lat) < n:
             d.at(d.now + int(gaps[len(lat)]), launch)
 
@@ -139,7 +174,7 @@ def _sim_lc(d, tenant: int, p: dict, mode: str, priority: int = 0) -> list:
     limit = n * (p["lc_period_us"] * 2000 + p["sim_be_ctas"] * p["sim_be_cta_us"] * 1000)
     if not d.run_while(lambda: len(lat) < n, limit):
         raise TimeoutError(f"the simulated LC kernels finished {len(lat)} of {n} launches in the virtual time they had")
-    return lat
+    return lat, beside[0]
 
 
 def _sim_beside(d, be: _SimBE, work) -> tuple:
@@ -160,38 +195,44 @@ def _measure_sim(run) -> None:
     from gbpfd.sim.device import SimDevice
     p = run.params
     gpu = PlaneOptions().sim
-    lat, rate, blocks = {}, {}, {}
+    bodies = _sim_bodies(p, gpu)
+    lat, rate, blocks, beside = {}, {}, {}, {}
 
     def bare():
         return SimDevice(allocate(), gpu)
 
     run.step("LC alone")
-    lat["alone"] = _sim_lc(bare(), 0, p, "none")
-    run.step("BE alone")
-    d = bare()
-    _, rate["alone"], blocks["alone"] = _sim_beside(d, _SimBE(d, 1, p, "none"),
-                                                    lambda: d.run_until(d.now + p["sim_be_alone_ms"] * 1_000_000))
-    for s, priority in (("noplane", 0), ("priority", SIM_HIGH_PRIORITY)):
-        run.step(f"LC beside BE, {s}")
+    lat["alone"], beside["alone"] = _sim_lc(bare(), 0, p, "none")
+    for b, body in bodies.items():
+        run.step(f"BE alone{BODY_LABELS[b]}")
         d = bare()
-        lat[s], rate[s], blocks[s] = _sim_beside(d, _SimBE(d, 1, p, "none"),
-                                                 lambda d=d, priority=priority: _sim_lc(d, 0, p, "none", priority))
-    with Plane("sim") as plane:
-        d, q = plane.device, plane.quotas
-        run.check("device", plane._backend.describe())
-        run.step("LC alone under the plane")
-        d.run_until(d.now + SIM_WARM_NS)  # ticks have run, as compiling the kernels lets them on a GPU
-        lat["plane_alone"] = _sim_lc(d, q.index(LC_TENANT), p, "gate")
-        run.step("LC beside BE under the plane")
-        be = _SimBE(d, q.index(BE_TENANT), p, "persistent")
-        lat["plane"], rate["plane"], blocks["plane"] = _sim_beside(d, be,
-                                                                   lambda: _sim_lc(d, q.index(LC_TENANT), p, "gate"))
-        counters = plane.counters()
-    for t in (LC_TENANT, BE_TENANT):
-        run.check(f"plane_{t}", {k: counters[t][k] for k in ("admitted", "deferred", "bypassed")})
-    _report(run, lat, rate, blocks)
-    run.note("the simulated device models CTA slots and the order CTAs are dispatched in, not SMs shared by "
-             "CTAs of different kernels: an LC CTA beside BE CTAs runs at full speed here")
+        _, rate["alone" + b], blocks["alone" + b] = _sim_beside(
+            d, _SimBE(d, 1, p, "none", body), lambda d=d: d.run_until(d.now + p["sim_be_alone_ms"] * 1_000_000))
+        for s, priority in (("noplane", 0), ("priority", SIM_HIGH_PRIORITY)):
+            run.step(f"LC beside BE, {s}{BODY_LABELS[b]}")
+            d = bare()
+            (lat[s + b], beside[s + b]), rate[s + b], blocks[s + b] = _sim_beside(
+                d, _SimBE(d, 1, p, "none", body), lambda d=d, priority=priority: _sim_lc(d, 0, p, "none", priority))
+        with Plane("sim") as plane:
+            d, q = plane.device, plane.quotas
+            run.check("device", plane._backend.describe())
+            d.run_until(d.now + SIM_WARM_NS)  # ticks have run, as compiling the kernels lets them on a GPU
+            if "plane_alone" not in lat:
+                run.step("LC alone under the plane")
+                lat["plane_alone"], beside["plane_alone"] = _sim_lc(d, q.index(LC_TENANT), p, "gate")
+            run.step(f"LC beside BE under the plane{BODY_LABELS[b]}")
+            be = _SimBE(d, q.index(BE_TENANT), p, "persistent", body)
+            (lat["plane" + b], beside["plane" + b]), rate["plane" + b], blocks["plane" + b] = _sim_beside(
+                d, be, lambda d=d, q=q: _sim_lc(d, q.index(LC_TENANT), p, "gate"))
+            counters = plane.counters()
+        for t in (LC_TENANT, BE_TENANT):
+            run.check(f"plane{b}_{t}", {k: counters[t][k] for k in ("admitted", "deferred", "bypassed")})
+    run.check("lc_ctas_beside_another_tenant", beside)
+    run.check("lc_ctas_per_scenario", p["sim_lc_kernels"] * p["lc_ctas"])
+    _report(run, lat, rate, blocks, tuple(bodies))
+    run.note("SIMULATED: CTAs placed on SMs by the model's placement rule, co-resident blocks sharing an SM's issue "
+             "rate, memory-moving blocks sharing HBM bandwidth; not modelled: L2 and cache contention, warp "
+             "scheduling, the LC kernel's own memory traffic (docs/simulator.md)")
 
 
 # ------------------------------------------------------------------------ GPU

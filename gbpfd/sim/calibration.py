@@ -18,7 +18,8 @@ from gbpfd.errors import InputError
 #:   {"format": FORMAT,
 #:    "gpu": {"name": str, "sms": int, "cc": "major.minor", "driver": str},
 #:    "date": ISO 8601 UTC, "command": str (what measured it),
-#:    "constants": {name: {"value": number, "unit": str, "source": str}}}
+#:    "constants": {name: {"value": number, "unit": str, "source": str}},
+#:    "rules": {name: {"value": str, "source": str}}}   (optional: the model's named choices, e.g. placement)
 #: where a source is "measured: <GPU>, <date>, gbpfd check calibrate",
 #: "published: <where>" or "guess".
 FORMAT = "gbpfd-calibration/1"
@@ -86,6 +87,9 @@ def validate(doc, path: str) -> None:
     _need(doc, "command", str, "command", path)
     for name, entry in _need(doc, "constants", dict, "constants", path).items():
         _check_constant(name, entry, path)
+    if "rules" in doc:
+        for name, entry in _need(doc, "rules", dict, "rules", path).items():
+            _check_rule(name, entry, path)
 
 
 def _check_date(date: str, path: str) -> None:
@@ -106,6 +110,18 @@ def _check_constant(name: str, entry, path: str) -> None:
     if not _is_number(entry["value"]):
         raise CalibrationError(f"{where}.value: expected a finite number, got {entry['value']!r}", path=path)
     _need(entry, "unit", str, f"{where}.unit", path)
+    _check_source(entry, where, path)
+
+
+def _check_rule(name: str, entry, path: str) -> None:
+    where = f"rules.{name}"
+    if not isinstance(entry, dict):
+        raise CalibrationError(f"{where}: expected an object, got {entry!r}", path=path)
+    _need(entry, "value", str, f"{where}.value", path)
+    _check_source(entry, where, path)
+
+
+def _check_source(entry: dict, where: str, path: str) -> None:
     source = _need(entry, "source", str, f"{where}.source", path)
     if source != "guess" and not source.startswith(SOURCE_KINDS):
         raise CalibrationError(f"{where}.source: expected 'measured: ...', 'published: ...' or 'guess', "

@@ -1,22 +1,41 @@
 """The isolation case on the simulated device at a tiny size: the latency
-reference is one wave, and each scenario really ran what it names."""
+reference is one wave, each scenario really ran what it names, and the
+model shows what a GPU shows: LC CTAs that land beside BE CTAs run slower,
+stream priorities beat no plane, and the admission-only plane does not
+keep LC CTAs off BE's SMs."""
 from __future__ import annotations
 
 from gbpfd.sim.model import sim_gpu
 from test_bench_overhead import run_sim
 
+BODIES = ("", "_mem")
+
 
 def test_the_scenarios_run_what_they_name():
     entry = run_sim("isolation", sim_lc_kernels=8, sim_be_ctas=2640, sim_be_alone_ms=2)
     f, checks, p = entry["figures"], entry["checks"], entry["params"]
-    alone_us = sim_gpu().launch_ns / 1000 + p["sim_lc_cta_us"]
+    gpu = sim_gpu()
+    alone_us = gpu.launch_ns / 1000 + p["sim_lc_cta_us"]
     assert f["lc_p99_alone_us"]["value"] == alone_us and f["lc_p50_alone_us"]["value"] == alone_us
-    # without priorities an LC kernel waits behind the BE kernel's queued CTAs; with them, for one BE CTA at most
-    assert f["lc_p99_noplane_us"]["value"] > alone_us + p["sim_be_cta_us"]
-    assert f["lc_p99_priority_us"]["value"] <= alone_us + p["sim_be_cta_us"]
-    for s in ("noplane", "priority", "plane"):
-        assert f[f"be_throughput_ratio_{s}"]["samples"] > 0, s
-    assert checks["plane_infer"]["admitted"] == 2 * 8 * p["lc_ctas"]  # plane_alone and plane: every LC CTA
-    assert checks["plane_train"]["admitted"] > 0
-    assert checks["plane_infer"]["bypassed"] == checks["plane_train"]["bypassed"] == 0
-    assert set(entry["cdfs"]) == {"lc_alone", "lc_noplane", "lc_priority", "lc_plane", "lc_plane_alone"}
+    beside = checks["lc_ctas_beside_another_tenant"]
+    assert checks["lc_ctas_per_scenario"] == p["sim_lc_kernels"] * p["lc_ctas"]
+    assert beside["alone"] == beside["plane_alone"] == 0            # an idle GPU: every LC CTA on an SM of its own
+    for b in BODIES:
+        # without priorities an LC kernel waits behind the BE kernel's queued CTAs; with them it goes first
+        assert f[f"lc_p99_noplane{b}_us"]["value"] > alone_us + p["sim_be_cta_us"], b
+        assert f[f"lc_p99_ratio_priority{b}"]["value"] < f[f"lc_p99_ratio_noplane{b}"]["value"], b
+        # the plane admits LC CTAs into free slots spread over BE's SMs: they share them and run slower
+        assert 0 < beside[f"plane{b}"] <= checks["lc_ctas_per_scenario"], b
+        assert f[f"lc_p99_ratio_plane{b}"]["value"] > 1, b
+        for s in ("noplane", "priority", "plane"):
+            assert f[f"be_throughput_ratio_{s}{b}"]["samples"] > 0, (s, b)
+            assert f[f"lc_p50_{s}{b}_us"]["value"] <= f[f"lc_p99_{s}{b}_us"]["value"], (s, b)
+        assert checks[f"plane{b}_infer"]["admitted"] == (2 if b == "" else 1) * p["sim_lc_kernels"] * p["lc_ctas"], b
+        assert checks[f"plane{b}_train"]["admitted"] > 0, b
+        assert checks[f"plane{b}_infer"]["bypassed"] == checks[f"plane{b}_train"]["bypassed"] == 0, b
+    # the memory-bound BE body alone is held to the HBM bandwidth
+    block_bytes = p["sim_memory_demand"] * gpu.hbm_bytes_per_s * p["sim_be_cta_us"] * 1e-6 / (
+        gpu.num_sms * gpu.slots_per_sm)
+    assert f["be_alone_mem_blocks_per_s"]["value"] <= 1.01 * gpu.hbm_bytes_per_s / block_bytes
+    assert set(entry["cdfs"]) == {"lc_alone", "lc_plane_alone", *(f"lc_{s}{b}" for b in BODIES
+                                                                 for s in ("noplane", "priority", "plane"))}

@@ -114,12 +114,16 @@ def test_every_constant_of_the_simulated_device_has_a_unit_and_a_source_in_the_d
 
     from gbpfd.sim.model import DEFAULT_CALIBRATION, SimGPU, sim_gpu
     doc = C.load_calibration(DEFAULT_CALIBRATION)
-    numeric = [f.name for f in dataclasses.fields(SimGPU) if f.name not in ("name", "calibration")]
+    rules = ("placement",)
+    numeric = [f.name for f in dataclasses.fields(SimGPU) if f.name not in ("name", "calibration", *rules)]
     assert sorted(doc["constants"]) == sorted(numeric)
-    assert all(e["source"] == "guess" or e["source"].startswith("published: ") for e in doc["constants"].values())
+    assert sorted(doc["rules"]) == sorted(rules)
+    entries = [*doc["constants"].values(), *doc["rules"].values()]
+    assert all(e["source"] == "guess" or e["source"].startswith("published: ") for e in entries)
     gpu = sim_gpu()
     assert gpu.calibration == "default: published figures and guesses (default_calibration.json)"
     assert {name: getattr(gpu, name) for name in numeric} == {n: e["value"] for n, e in doc["constants"].items()}
+    assert {name: getattr(gpu, name) for name in rules} == {n: e["value"] for n, e in doc["rules"].items()}
 
 
 def test_a_measured_calibration_replaces_what_it_measured_and_names_itself(tmp_path, monkeypatch):
@@ -142,3 +146,34 @@ def test_the_plane_says_which_calibration_its_simulated_device_ran_under():
     with Plane(backend="sim") as plane:
         assert plane._backend.describe().endswith(
             "(simulated; calibration default: published figures and guesses (default_calibration.json))")
+
+
+def test_a_measured_timer_step_launch_tail_and_clock_droop_replace_the_guesses(tmp_path, monkeypatch):
+    import math
+
+    from gbpfd.sim.model import CALIBRATION_ENV, sim_gpu
+    path = tmp_path / "calibration.json"
+    C.write_calibration(path, {"globaltimer_resolution_ns": (32, "ns"), "launch_to_start_us_p50": (4.0, "us"),
+                               "launch_to_start_us_p99": (4.0 + 3 * math.log(50), "us"),
+                               "sm_clock_idle_mhz": (1980.0, "MHz"), "sm_clock_load_mhz": (1782.0, "MHz")},
+                        PROVENANCE)
+    monkeypatch.setenv(CALIBRATION_ENV, str(path))
+    gpu = sim_gpu()
+    assert (gpu.globaltimer_step_ns, gpu.launch_ns, gpu.launch_jitter_ns) == (32, 4000, 3000)
+    assert gpu.clock_droop == 0.1
+    assert "clock_droop, globaltimer_step_ns, launch_jitter_ns, launch_ns measured" in gpu.calibration
+
+
+@pytest.mark.parametrize("rules, message", [
+    ([], "rules: expected an object, got []"),
+    ({"placement": "most_free"}, "rules.placement: expected an object, got 'most_free'"),
+    ({"placement": {"value": 1, "source": "guess"}}, "rules.placement.value: expected a string, got 1"),
+    ({"placement": {"value": "most_free", "source": "folklore"}},
+     "rules.placement.source: expected 'measured: ...', 'published: ...' or 'guess', got 'folklore'"),
+])
+def test_each_bad_rule_is_named_in_the_error(tmp_path, rules, message):
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps({**_good(), "rules": rules}))
+    with pytest.raises(C.CalibrationError) as err:
+        C.load_calibration(path)
+    assert str(err.value) == f"{path}: {message}"
