@@ -138,10 +138,11 @@ def render(results: Path = RESULTS, page_dir: Path = PAGE.parent) -> str:
         out += ["No simulated record.", ""]
     else:
         latest = sim[-1]
-        out += ["SIMULATED: gbpfd's CPU model of a GPU (`gbpfd/sim`) running the real device code. Its "
-                "latencies are the model's constants, so these figures show the plane's behaviour in shape, "
-                "not GPU performance; host figures (verify, CPU VMs, event ring) are real measurements of "
-                "the machine named.", "", _provenance(latest), ""]
+        out += ["SIMULATED: gbpfd's CPU model of a GPU (`gbpfd/sim`, [simulator.md](simulator.md)) running the "
+                "real device code. Its latencies and sharing come from the model and the calibration it names, "
+                "so these figures show the plane's behaviour in shape, not GPU performance; host figures "
+                "(verify, CPU VMs, event ring) are real measurements of the machine named.", "",
+                _provenance(latest), ""]
         out += _figure_table(latest, True) + [""] + _plots(latest, results, page_dir) + [""]
     out += ["## Every record", "", "| record | date | commit | backend | GPU |", "|---|---|---|---|---|"]
     for r in gpu + sim:
