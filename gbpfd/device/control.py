@@ -433,7 +433,8 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
     decision = DEFER
     place = np.int64(-1)
     under_cap = ctl[PLANE.total_running] < ctl[PLANE.global_cta_cap]
-    if under_cap and take_token(ctl, t):
+    # a plain look first: with no token held, the request path skips take_token's two atomics
+    if under_cap and ctl[tenant_word(t, TENANT.tokens)] > 0 and take_token(ctl, t):
         # tick granted tokens after the worker looked: one of them admits it, with no policy run (a deferral
         # here would leave the token unused while a persistent worker leaves its SM)
         decision = ADMIT

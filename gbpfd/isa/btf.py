@@ -14,6 +14,7 @@ from gbpfd.errors import LoadError
 
 BTF_MAGIC = 0xEB9F
 _HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, type/str off+len
+HEADER_BYTES = _HEADER.size  # the least hdr_len of .BTF and .BTF.ext alike
 _TYPE = struct.Struct("<III")  # name_off, info, size or type
 _MEMBER = struct.Struct("<III")  # struct/union member, array, datasec entry, enum64 value
 _PAIR = struct.Struct("<II")  # enum value, func_proto parameter
@@ -150,15 +151,23 @@ def btf_string(strings: bytes, off: int, what: str) -> str:
     return strings[off:end].decode("utf-8", "replace")
 
 
+def btf_header(data: bytes, what: str) -> tuple[int, int, int, int, int]:
+    """The header ``.BTF`` and ``.BTF.ext`` share (magic, version, flags,
+    then five u32s): the header length and the two (offset, length) pairs
+    that follow it, checked; a LoadError names ``what`` and the offset."""
+    if len(data) < _HEADER.size:
+        raise LoadError(f"{what}: header truncated ({len(data)} bytes)")
+    magic, version, _, hdr_len, off1, len1, off2, len2 = _HEADER.unpack_from(data)
+    if magic != BTF_MAGIC:
+        raise LoadError(f"{what}: bad magic {magic:#06x} at offset 0 (expected {BTF_MAGIC:#06x}, little-endian)")
+    if version != 1:
+        raise LoadError(f"{what}: unsupported version {version} at offset 2")
+    return hdr_len, off1, len1, off2, len2
+
+
 def _sections(data: bytes) -> tuple[int, int, bytes]:
     """Where the type records start and end, and the string section."""
-    if len(data) < _HEADER.size:
-        raise LoadError(f"BTF: header truncated ({len(data)} bytes)")
-    magic, version, _, hdr_len, type_off, type_len, str_off, str_len = _HEADER.unpack_from(data)
-    if magic != BTF_MAGIC:
-        raise LoadError(f"BTF: bad magic {magic:#06x} at offset 0 (expected {BTF_MAGIC:#06x}, little-endian)")
-    if version != 1:
-        raise LoadError(f"BTF: unsupported version {version} at offset 2")
+    hdr_len, type_off, type_len, str_off, str_len = btf_header(data, "BTF")
     types_start, strings_start = hdr_len + type_off, hdr_len + str_off
     if hdr_len < _HEADER.size or types_start + type_len > len(data) or strings_start + str_len > len(data):
         raise LoadError(f"BTF: type or string section runs past the end ({len(data)} bytes)")

@@ -16,9 +16,8 @@ import struct
 from dataclasses import dataclass
 
 from gbpfd.errors import LoadError
-from gbpfd.isa.btf import BTF_MAGIC, btf_string
+from gbpfd.isa.btf import HEADER_BYTES, btf_header, btf_string
 
-_EXT_HEADER = struct.Struct("<HBBIIIII")  # magic, version, flags, hdr_len, func_info off+len, line_info off+len
 _WORD = struct.Struct("<I")
 _SECTION = struct.Struct("<II")       # section name offset, records
 _LINE = struct.Struct("<IIII")        # insn byte offset, file name, line text, line << 10 | column
@@ -39,15 +38,9 @@ class SourceLine:
 def line_records(btf_ext: bytes, strings: bytes) -> dict[str, list[tuple[int, SourceLine]]]:
     """Per program section name: (instruction index, its source line), in
     the object's order; a LoadError names the bad offset."""
-    if len(btf_ext) < _EXT_HEADER.size:
-        raise LoadError(f"BTF.ext: header truncated ({len(btf_ext)} bytes)")
-    magic, version, _, hdr_len, _, _, line_off, line_len = _EXT_HEADER.unpack_from(btf_ext)
-    if magic != BTF_MAGIC:
-        raise LoadError(f"BTF.ext: bad magic {magic:#06x} at offset 0 (expected {BTF_MAGIC:#06x}, little-endian)")
-    if version != 1:
-        raise LoadError(f"BTF.ext: unsupported version {version} at offset 2")
+    hdr_len, _, _, line_off, line_len = btf_header(btf_ext, "BTF.ext")  # function info, then line info
     start = hdr_len + line_off
-    if hdr_len < _EXT_HEADER.size or start + line_len > len(btf_ext):
+    if hdr_len < HEADER_BYTES or start + line_len > len(btf_ext):
         raise LoadError(f"BTF.ext: line info ({line_len} bytes at offset {start}) runs past the end "
                         f"({len(btf_ext)} bytes)")
     return _sections(btf_ext[start:start + line_len], start, strings) if line_len else {}
