@@ -28,7 +28,8 @@ import numpy as np
 
 from gbpfd.bridge import layout
 from gbpfd.bridge.ring import EventRing, init_rings
-from gbpfd.device import prims_cpu, ringbuf, targets
+from gbpfd.device import prims_cpu, ringbuf
+from gbpfd.specialize import specialize
 
 NAME = "event_ring"
 TITLE = "event-ring drain rate with zero loss, and where loss starts"
@@ -75,7 +76,7 @@ def produce(host, rate_per_s, duration_ns, timespec):
             offered += 1
 
 
-DEVICE = targets.specialize((*ringbuf.DEVICE_FUNCTIONS, monotonic_ns, produce), prims_cpu.PRIMS,
+DEVICE = specialize((*ringbuf.DEVICE_FUNCTIONS, monotonic_ns, produce), prims_cpu.PRIMS,
                             numba.njit(nogil=True))
 
 

@@ -4,8 +4,11 @@ fast VM on one CPU core, and on a GPU of the control CTA's interpreter.
 The CPU program is a loop over a few hundred mixed ALU / branch / memory
 slots; the fast VM is timed through its compiled function with arrays
 prepared once (the best of ``repeat`` runs), the reference VM through its
-public ``run``.  A policy-sized straight-line program then gives the cost of
-one short run from Python: through ``fast.run`` (the program decoded once,
+public ``run``.  A two-instruction program (``mov r0, 1; exit``) called
+``calls`` times from compiled code gives the fast VM's per-call overhead:
+what a compiled caller (``fast.run_batch``, for one) pays per run beyond
+the instructions themselves.  A policy-sized straight-line program then
+gives the cost of one short run from Python: through ``fast.run`` (the program decoded once,
 then cached) and through ``fast.run_batch`` (``short_runs`` runs, one call).  The device runs a straight-line program of the same mix on
 one thread, ``device_reps`` times, and must end with the reference VM's r0.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import sys
 import time
 
+import numba
 import numpy as np
 
 from gbpfd.bench.case import Target
@@ -29,8 +33,10 @@ NAME = "interp"
 TITLE = "policy interpreter instructions per second: CPU VMs, and the device's on a GPU"
 BACKENDS = ("host", "cuda")
 PARAMS = {"iterations": (20_000, 2_000), "repeat": (5, 1), "device_reps": (2_000, 50),
-          "short_runs": (100_000, 2_000)}
-TARGETS = (Target("cpu_fast_insns_per_s", ">=", 100e6, ">= 100 M insn/s on one core", "the interpreter-speed requirement"),)
+          "short_runs": (100_000, 2_000), "calls": (1_000_000, 100_000)}
+TARGETS = (Target("cpu_fast_insns_per_s", ">=", 100e6, ">= 100 M insn/s on one core", "the interpreter-speed requirement"),
+           Target("cpu_fast_njit_call_ns", "<=", 100, "<= 100 ns per call from compiled code",
+                  "the per-call overhead requirement"))
 BLOCKS = 24  # each block is 12 slots: ALU, a load, a store, a taken and a not-taken branch
 DEVICE_BLOCKS = 128  # straight-line blocks of 8 instructions
 SHORT_BLOCKS = 4  # 36 slots: about the size of a shipped policy
@@ -58,15 +64,19 @@ def source(iterations: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def time_fast(program, repeat: int) -> tuple[float, int]:
-    code = decode_program(program.insns)
+def execute_args(program, fuel: int) -> tuple:
+    """``fast.execute``'s arguments for ``program`` over a fresh memory:
+    regs (index 2) and out (the last) are the ones a run leaves its results in."""
     memory = build_memory(input_mem=bytes(range(32)))
-    regs = np.zeros(11, np.uint64)
-    frames = np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64)
-    out = np.zeros(2, np.int64)
-    args = (code, len(program.insns), regs, frames, memory.flat, memory.base, memory.size, memory.perm,
-            memory.map_rid, memory.map_value_size, memory.map_entries, memory.nmaps,
-            np.int64(1 << 62), np.uint64(0), out)
+    return (decode_program(program.insns), len(program.insns), np.zeros(11, np.uint64),
+            np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64), memory.flat, memory.base,
+            memory.size, memory.perm, memory.map_rid, memory.map_value_size, memory.map_entries, memory.nmaps,
+            np.int64(fuel), np.uint64(0), np.zeros(2, np.int64))
+
+
+def time_fast(program, repeat: int) -> tuple[float, int]:
+    args = execute_args(program, 1 << 62)
+    regs, out = args[2], args[-1]
     best, steps = float("inf"), 0
     for _ in range(repeat):
         regs[1] = address(RID_INPUT, 0)
@@ -102,7 +112,37 @@ def _measure_cpu(run) -> None:
         run.figure(f"cpu_{name}_insns_per_s", steps / seconds, "insn/s", steps)
     run.check("program_slots", len(fast_program.insns))
     run.check("loop_slots", BLOCKS * 12 + 2)
+    _measure_call(run, run.params["calls"], repeat)
     _measure_short(run, run.params["short_runs"])
+
+
+@numba.njit(nogil=True)
+def _call_repeatedly(calls, code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+                     map_entries, nmaps, fuel, now_ns, out):
+    """``calls`` runs through ``fast.execute``; the statuses ORed, so a fault in any run shows."""
+    st = 0
+    for _ in range(calls):
+        st |= fast.execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+                           map_entries, nmaps, fuel, now_ns, out)
+    return st
+
+
+def _measure_call(run, calls: int, repeat: int) -> None:
+    """Nanoseconds per call of the smallest program, the caller compiled:
+    the interpreter's fixed cost per run, without Python's."""
+    program = assemble("mov %r0, 1\nexit\n", "<call>")
+    args = execute_args(program, 1_000)
+    run.step("compiling the call loop")
+    _call_repeatedly(1, *args)
+    run.step(f"a {len(program.insns)}-instruction program, {calls} calls from compiled code")
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        st = _call_repeatedly(calls, *args)
+        best = min(best, time.perf_counter() - start)
+        assert st == status.OK, status.REASONS.get(st, st)
+    assert int(args[2][0]) == 1 and int(args[-1][0]) == 2, "the program must leave r0 = 1 after 2 steps"
+    run.figure("cpu_fast_njit_call_ns", best / calls * 1e9, "ns/call", calls)
 
 
 def _measure_short(run, runs: int) -> None:

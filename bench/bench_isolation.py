@@ -18,9 +18,15 @@ Scenarios:
 * ``priority``: the LC kernels on a stream of the device's greatest
   priority (CTAs of a higher-priority stream are dispatched first as slots
   free; running CTAs are not preempted);
-* ``plane``: the plane with the baseline policy and the demo quotas: LC
-  tenant ``infer`` in gate mode, BE tenant ``train`` in persistent-worker
-  mode; ``plane_alone`` is the LC kernels under the plane with no BE load.
+* ``plane``: the plane admitting only (an sm_tick that drains nothing),
+  with the baseline policy's other hooks and the demo quotas: LC tenant
+  ``infer`` in gate mode, BE tenant ``train`` in persistent-worker mode;
+  ``plane_alone`` is the LC kernels under the plane with no BE load;
+* ``plane_drain``: the same with the baseline's sm_tick, which drains
+  whole SMs for the LC tenant (BE workers leave them at a block boundary),
+  and the LC kernels on the stream of the greatest priority.  Its drain
+  figures: drains completed, their mean and longest wait (mark to the last
+  BE worker gone), and the BE workers that left a drained SM.
 
 On the simulated device (docs/simulator.md) the same scenarios run in
 virtual time, with two BE bodies: the compute-bound one above and a
@@ -55,13 +61,15 @@ PARAMS = {"lc_period_us": (1000, 1000), "lc_ctas": (8, 8), "seed": (1, 1),
           "sim_be_ctas": (6600, 6600), "sim_be_alone_ms": (50, 10),
           "sim_compute_issue": (1.0, 1.0), "sim_memory_issue": (0.25, 0.25), "sim_memory_demand": (2.0, 2.0)}
 TARGETS = (
-    Target("lc_p99_ratio_plane", "<=", 1.05, "<= 1.05x the LC p99 alone", "the isolation requirement"),
-    Target("be_throughput_ratio_plane", ">=", 0.6, ">= 60% of the BE throughput alone", "the isolation requirement"),
+    Target("lc_p99_ratio_plane_drain", "<=", 1.2, "<= 1.2x the LC p99 alone on a GPU (1.10x simulated)",
+           "the isolation requirement (Tally: +7.2% p99)"),
+    Target("be_throughput_ratio_plane_drain", ">=", 0.8, ">= 80% of the BE throughput alone on a GPU (85% simulated)",
+           "the isolation requirement (Tally: about 80% throughput)"),
 )
 LC_TENANT, BE_TENANT = "infer", "train"   # the demo quotas' latency-critical and best-effort tenants
-SHARED = ("noplane", "priority", "plane")
-BAR_LABELS = {"noplane": "no plane", "priority": "stream priorities", "plane": "plane",
-              "plane_alone": "plane, LC alone"}
+SHARED = ("noplane", "priority", "plane", "plane_drain")
+BAR_LABELS = {"noplane": "no plane", "priority": "stream priorities", "plane": "plane, admitting only",
+              "plane_drain": "plane, draining SMs", "plane_alone": "plane, LC alone"}
 #: the BE bodies, by the suffix of their figures: compute-bound (the GPU's) and memory-bound (simulated only)
 BODY_LABELS = {"": "", "_mem": ", memory-bound BE"}
 SIM_HIGH_PRIORITY = -1     # CUDA's convention: lower is dispatched first
@@ -100,8 +108,18 @@ def _report(run, lat: dict, be_rate: dict, be_blocks: dict, bodies=("",)) -> Non
         for s in SHARED:
             shares[s + b] = be_rate[s + b] / be_rate["alone" + b] if be_rate["alone" + b] else None
             run.figure(f"be_throughput_ratio_{s}{b}", shares[s + b], "x alone", be_blocks[s + b])
-    run.bar_chart("lc_p99_ratio", {_label(s, bodies): v for s, v in ratios.items()}, "x alone", target=1.05)
-    run.bar_chart("be_throughput_ratio", {_label(s, bodies): v for s, v in shares.items()}, "x alone", target=0.6)
+    run.bar_chart("lc_p99_ratio", {_label(s, bodies): v for s, v in ratios.items()}, "x alone", target=1.2)
+    run.bar_chart("be_throughput_ratio", {_label(s, bodies): v for s, v in shares.items()}, "x alone", target=0.8)
+
+
+def _report_drains(run, scenario: str, stats: dict, drained_exits: int) -> None:
+    """The drain figures of one plane scenario, from the header words the control CTA mirrors."""
+    drains = stats["drains"]
+    run.figure(f"drains_{scenario}", drains, "drains", 1)
+    run.figure(f"drain_wait_mean_{scenario}_us", stats["drain_wait_sum_ns"] / drains / 1000 if drains else None,
+               "us", drains)
+    run.figure(f"drain_wait_max_{scenario}_us", stats["drain_wait_max_ns"] / 1000 if drains else None, "us", drains)
+    run.figure(f"be_workers_left_drained_{scenario}", drained_exits, "workers", 1)
 
 
 def _label(scenario: str, bodies) -> str:
@@ -189,6 +207,7 @@ def _sim_beside(d, be: _SimBE, work) -> tuple:
 
 
 def _measure_sim(run) -> None:
+    from gbpfd.bench.policies import NO_DRAIN_SM_ASM, program
     from gbpfd.plane.arrays import allocate
     from gbpfd.plane.options import PlaneOptions
     from gbpfd.plane.plane import Plane
@@ -213,20 +232,25 @@ def _measure_sim(run) -> None:
             d = bare()
             (lat[s + b], beside[s + b]), rate[s + b], blocks[s + b] = _sim_beside(
                 d, _SimBE(d, 1, p, "none", body), lambda d=d, priority=priority: _sim_lc(d, 0, p, "none", priority))
-        with Plane("sim") as plane:
-            d, q = plane.device, plane.quotas
-            run.check("device", plane._backend.describe())
-            d.run_until(d.now + SIM_WARM_NS)  # ticks have run, as compiling the kernels lets them on a GPU
-            if "plane_alone" not in lat:
-                run.step("LC alone under the plane")
-                lat["plane_alone"], beside["plane_alone"] = _sim_lc(d, q.index(LC_TENANT), p, "gate")
-            run.step(f"LC beside BE under the plane{BODY_LABELS[b]}")
-            be = _SimBE(d, q.index(BE_TENANT), p, "persistent", body)
-            (lat["plane" + b], beside["plane" + b]), rate["plane" + b], blocks["plane" + b] = _sim_beside(
-                d, be, lambda d=d, q=q: _sim_lc(d, q.index(LC_TENANT), p, "gate"))
-            counters = plane.counters()
-        for t in (LC_TENANT, BE_TENANT):
-            run.check(f"plane{b}_{t}", {k: counters[t][k] for k in ("admitted", "deferred", "bypassed")})
+        for s, drain in (("plane", False), ("plane_drain", True)):
+            run.step(f"LC beside BE under the plane, {BAR_LABELS[s]}{BODY_LABELS[b]}")
+            with Plane("sim") as plane:
+                d, q = plane.device, plane.quotas
+                run.check("device", plane._backend.describe())
+                if not drain:
+                    plane.load(program(NO_DRAIN_SM_ASM))
+                d.run_until(d.now + SIM_WARM_NS)  # ticks have run, as compiling the kernels lets them on a GPU
+                if "plane_alone" not in lat:
+                    run.step("LC alone under the plane")
+                    lat["plane_alone"], beside["plane_alone"] = _sim_lc(d, q.index(LC_TENANT), p, "gate")
+                be = _SimBE(d, q.index(BE_TENANT), p, "persistent", body)
+                priority = SIM_HIGH_PRIORITY if drain else 0
+                (lat[s + b], beside[s + b]), rate[s + b], blocks[s + b] = _sim_beside(
+                    d, be, lambda d=d, q=q, priority=priority: _sim_lc(d, q.index(LC_TENANT), p, "gate", priority))
+                counters = plane.counters()
+                _report_drains(run, s + b, plane.plane_stats(), counters[BE_TENANT]["drained"])
+            for t in (LC_TENANT, BE_TENANT):
+                run.check(f"{s}{b}_{t}", {k: counters[t][k] for k in ("admitted", "deferred", "bypassed")})
     run.check("lc_ctas_beside_another_tenant", beside)
     run.check("lc_ctas_per_scenario", p["sim_lc_kernels"] * p["lc_ctas"])
     _report(run, lat, rate, blocks, tuple(bodies))
@@ -236,15 +260,6 @@ def _measure_sim(run) -> None:
 
 
 # ------------------------------------------------------------------------ GPU
-def _priority_range() -> tuple[int, int]:
-    """(least, greatest) stream priority of the current context."""
-    from cuda.bindings import driver
-    err, least, greatest = driver.cuCtxGetStreamPriorityRange()
-    if err != driver.CUresult.CUDA_SUCCESS:
-        raise RuntimeError(f"cuCtxGetStreamPriorityRange failed: {err}")
-    return least, greatest
-
-
 def _lc_latencies(cuda, stream, launch, gaps_us) -> list:
     """Launch-to-completion of one LC kernel per gap, in us, from events on ``stream``."""
     from gbpfd.bench.gpu_sync import finish
@@ -323,13 +338,14 @@ def _measure_cuda(run) -> None:
     import gpu_workloads as gw
     from gbpfd.admission import admit
     from gbpfd.bench.gpu_sync import finish
-    from gbpfd.plane.backend_cuda import non_blocking_stream
+    from gbpfd.bench.policies import NO_DRAIN_SM_ASM, program
+    from gbpfd.plane.backend_cuda import non_blocking_stream, stream_priority_range
     from gbpfd.plane.plane import Plane
     p = run.params
     threads, n = p["threads"], p["lc_kernels"]
     gaps = _gaps(p, n)
     cuda.current_context()  # the driver calls that make the streams need the context current
-    least, greatest = _priority_range()
+    least, greatest = stream_priority_range()
     run.check("stream_priority_range", {"least": least, "greatest": greatest})
     lc_stream, high_stream, be_stream = (non_blocking_stream(cuda, least), non_blocking_stream(cuda, greatest),
                                          non_blocking_stream(cuda, least))
@@ -378,14 +394,29 @@ def _measure_cuda(run) -> None:
         be_workers[1, threads, be_stream](be_sink, p["be_iters"])
         run.step(f"LC alone under the plane, {n} kernels")
         lat["plane_alone"] = _lc_latencies(cuda, lc_stream, admitted_lc, gaps)
-        run.step(f"LC beside BE under the plane, {n} kernels")
-        with _Background(cuda, be_stream, admitted_be, p["be_ctas"]) as be:
-            lat["plane"] = _lc_latencies(cuda, lc_stream, admitted_lc, gaps)
-        rate["plane"], blocks["plane"] = be.rate, be.blocks
-        counters = plane.counters()
+        counters = {}
+        for s, stream in (("plane", lc_stream), ("plane_drain", high_stream)):
+            # admitting only: an sm_tick that drains nothing; then the baseline's, which drains SMs for LC
+            if s == "plane":
+                plane.load(program(NO_DRAIN_SM_ASM))
+            else:
+                plane.unload("sm_tick")
+            run.step(f"LC beside BE under the plane, {BAR_LABELS[s]}, {n} kernels")
+            before = plane.plane_stats()
+            drained_before = plane.counters()[BE_TENANT]["drained"]
+            with _Background(cuda, be_stream, admitted_be, p["be_ctas"]) as be:
+                lat[s] = _lc_latencies(cuda, stream, lambda stream=stream: lc[p["lc_ctas"], threads, stream](
+                    lc_sink, p["lc_iters"]), gaps)
+            rate[s], blocks[s] = be.rate, be.blocks
+            after = plane.plane_stats()
+            counters[s] = plane.counters()
+            stats = {k: after[k] - before[k] for k in ("drains", "drain_wait_sum_ns")}
+            _report_drains(run, s, {**stats, "drain_wait_max_ns": after["drain_wait_max_ns"]},
+                           counters[s][BE_TENANT]["drained"] - drained_before)
         run.check("bypassed", plane.health().bypassed)
-    for t in (LC_TENANT, BE_TENANT):
-        run.check(f"plane_{t}", {k: counters[t][k] for k in ("admitted", "deferred", "bypassed")})
+    for s in counters:
+        for t in (LC_TENANT, BE_TENANT):
+            run.check(f"{s}_{t}", {k: counters[s][t][k] for k in ("admitted", "deferred", "bypassed")})
     _report(run, lat, rate, blocks)
     run.note("LC latency: CUDA events around each launch on the LC stream, which is idle before it; the BE "
              "throughput counts every block of the BE kernels from the first launch to the last end")

@@ -129,13 +129,14 @@ def requester(ctl, tenant, gaps_ns, bound_ns, warm_ns, stamps, span):
     if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
         return
     spin(warm_ns)
+    sm = smid()
     g_first = globaltimer()
     c_first = clock64()
     for i in range(gaps_ns.shape[0]):
         spin(gaps_ns[i])
         c0 = clock64()
         g0 = globaltimer()
-        s = post_request(ctl, tenant, g0)
+        s = post_request(ctl, tenant, sm, g0)
         decision = NO_SLOT
         if s >= 0:
             decision = poll_request(ctl, s)

@@ -21,7 +21,7 @@ from gpu_kernels import NO_SLOT, WITHDRAWN, spin
 
 from gbpfd.device import state as S
 from gbpfd.device.kernels_cuda import abandon_request, cta_exit, poll_request, post_request
-from gbpfd.device.prims_cuda import globaltimer, load_acquire_sys, store_release_sys
+from gbpfd.device.prims_cuda import globaltimer, load_acquire_sys, smid, store_release_sys
 
 #: mailbox words (mapped host memory)
 LATEST, STOP = 0, 1
@@ -41,8 +41,9 @@ def ask(ctl, tenant, bound_ns):
     """One admission request: the decision (state.ADMIT / state.DEFER), or
     WITHDRAWN when the wait hit ``bound_ns`` and it was taken back, or
     NO_SLOT when every request slot was taken."""
+    sm = smid()
     g0 = globaltimer()
-    s = post_request(ctl, tenant, g0)
+    s = post_request(ctl, tenant, sm, g0)
     if s < 0:
         return NO_SLOT
     decision = poll_request(ctl, s)

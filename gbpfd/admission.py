@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from gbpfd.device import state as S
+from gbpfd.device.topup import top_up_workers
 from gbpfd.errors import GbpfdError
 
 MODES = ("gate", "persistent")
@@ -163,23 +163,26 @@ class AdmittedKernel:
         compiled = kernel.compile(self._argtypes((d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, 0),
                                                  args))
         # the control CTA's SM is not the workers': one SM's worth less
-        fit = compiled.max_cooperative_grid_blocks(block) * (self.plane.device_sms - 1) // self.plane.device_sms
+        per_sm = compiled.max_cooperative_grid_blocks(block) // self.plane.device_sms  # the kernel's occupancy
+        fit = per_sm * (self.plane.device_sms - 1)
         workers = self.workers or fit
         if workers > fit:
             raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident beside "
                              f"the control CTA (at most {fit} fit); lower workers= or the block size")
         self.plane.announce_launch(self.tenant_index)
         try:
-            self._serve_blocks(nblocks, block, stream, args, next_block, workers, topup_streams)
+            self._serve_blocks(nblocks, block, stream, args, next_block, (workers, per_sm), topup_streams)
         finally:
             self.plane.launch_finished(self.tenant_index)
         return nblocks
 
-    def _serve_blocks(self, nblocks: int, block, stream, args, next_block, workers: int, topup_streams) -> None:
+    def _serve_blocks(self, nblocks: int, block, stream, args, next_block, sizing: tuple, topup_streams) -> None:
         """Launch the workers until every logical block has run.  While a
         wave runs, every ``topup_poll_us`` the tenant's tokens that its
         workers on SMs leave unused (a raised allowance, a tenant gone) get
-        as many more workers, up to ``workers``, on the top-up streams.
+        as many more workers as the SMs it may use have room for
+        (gbpfd.device.topup), up to ``workers``, on the top-up streams.
+        ``sizing``: (workers, the kernel's CTAs per SM).
         When every worker of a wave was denied, launch it again; past the
         defer bound without progress, force the rest through (counted as
         bypasses)."""
@@ -191,6 +194,7 @@ class AdmittedKernel:
         poll_s = self.plane.options.topup_poll_us * 1e-6
         done = stalled_since = 0
         force = 0
+        workers, per_sm = sizing
 
         def grid(n: int, where) -> object:
             kernel[n, block, where](d["ctl"], d["flat"], self.tenant_index, next_block, nblocks, force, *args)
@@ -208,7 +212,8 @@ class AdmittedKernel:
             while not all(ended.query() for ended in wave):
                 time.sleep(poll_s)
                 if not force:
-                    self._top_up(wave, workers, lambda n: grid(n, topup_streams[len(wave) % len(topup_streams)]))
+                    self._top_up(wave, workers, per_sm,
+                                 lambda n: grid(n, topup_streams[len(wave) % len(topup_streams)]))
             now_done = min(int(next_block.copy_to_host()[0]), nblocks)
             if now_done > done:
                 done, stalled_since, force = now_done, 0, 0
@@ -217,10 +222,10 @@ class AdmittedKernel:
             # every worker was denied: after the defer bound, the rest runs past the plane (counted as bypasses)
             force = 1 if time.monotonic() - stalled_since > bound_s else 0
 
-    def _top_up(self, wave: list, workers: int, launch) -> None:
+    def _top_up(self, wave: list, workers: int, per_sm: int, launch) -> None:
         """Launch workers for the tokens the tenant holds but its workers on SMs leave unused."""
         words = self.plane._backend.tenant_words(self.tenant_index)
-        spare = min(int(words[S.TENANT.tokens]), workers - int(words[S.TENANT.workers]))
+        spare = top_up_workers(words, workers, per_sm, self.plane.quotas.tenants[self.tenant_index].max_ctas_per_sm)
         if spare > 0:
             wave.append(launch(spare))
 

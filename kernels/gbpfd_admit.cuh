@@ -60,6 +60,12 @@ GBPFD_FN long long gbpfd_globaltimer(void) {
 
 GBPFD_FN void gbpfd_nanosleep(long long ns) { __nanosleep((unsigned int)ns); }
 
+GBPFD_FN long long gbpfd_smid(void) {
+    unsigned int sm;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+    return (long long)sm;
+}
+
 #else
 /* Host build, for the project's tests only: one thread runs these steps
  * against the Python gates on the same words, and the test supplies the
@@ -67,6 +73,7 @@ GBPFD_FN void gbpfd_nanosleep(long long ns) { __nanosleep((unsigned int)ns); }
 #define GBPFD_FN static inline
 extern "C" long long gbpfd_host_globaltimer(void);
 extern "C" void gbpfd_host_nanosleep(long long ns);
+extern "C" long long gbpfd_host_smid(void);
 
 GBPFD_FN long long gbpfd_load_acquire(const long long *a, long long i) { return a[i]; }
 GBPFD_FN void gbpfd_store_release(long long *a, long long i, long long v) { a[i] = v; }
@@ -83,6 +90,7 @@ GBPFD_FN long long gbpfd_atomic_cas(long long *a, long long i, long long expecte
 GBPFD_FN void gbpfd_fence(void) {}
 GBPFD_FN long long gbpfd_globaltimer(void) { return gbpfd_host_globaltimer(); }
 GBPFD_FN void gbpfd_nanosleep(long long ns) { gbpfd_host_nanosleep(ns); }
+GBPFD_FN long long gbpfd_smid(void) { return gbpfd_host_smid(); }
 #endif
 
 /* Plain words another agent writes: volatile, so a wait re-reads them. */
@@ -117,11 +125,6 @@ GBPFD_FN void gbpfd_count_block(long long *flat, long long t, long long how) {
         gbpfd_atomic_add(flat, gbpfd_counter_word(t, GBPFD_COUNTER_ADMITTED), 1);
 }
 
-/* A persistent worker CTA of tenant t starts on an SM (1) or leaves it (-1). */
-GBPFD_FN void gbpfd_note_worker(long long *ctl, long long t, long long delta) {
-    gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_WORKERS), delta);
-}
-
 /* One of tenant t's CTA tokens, with one atomic; false (the word restored) when it has none. */
 GBPFD_FN bool gbpfd_take_token(long long *ctl, long long t) {
     if (gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_TOKENS), -1) > 0) return true;
@@ -141,9 +144,10 @@ GBPFD_FN bool gbpfd_try_token(long long *ctl, long long t, long long now) {
     return false;
 }
 
-/* Claim a free request slot and post tenant t's request: the slot, or -1
- * when every slot is taken (one pass, no spin).  `now` is never negative. */
-GBPFD_FN long long gbpfd_post_request(long long *ctl, long long t, long long now) {
+/* Claim a free request slot and post tenant t's request from a CTA on SM sm:
+ * the slot, or -1 when every slot is taken (one pass, no spin).  `now` is
+ * never negative. */
+GBPFD_FN long long gbpfd_post_request(long long *ctl, long long t, long long sm, long long now) {
     /* %globaltimer moves in steps (32 ns or more): fold higher bits in to spread the first slot */
     const long long first = (t * 7 + (now ^ (now >> 7) ^ (now >> 13))) % GBPFD_NSLOTS;
     for (long long k = 0; k < GBPFD_NSLOTS; ++k) {
@@ -151,6 +155,7 @@ GBPFD_FN long long gbpfd_post_request(long long *ctl, long long t, long long now
         if (gbpfd_atomic_cas(ctl, gbpfd_slot_word(s, GBPFD_SLOT_STATE), GBPFD_FREE, GBPFD_CLAIMED) == GBPFD_FREE) {
             gbpfd_store(ctl, gbpfd_slot_word(s, GBPFD_SLOT_TENANT), t);
             gbpfd_store(ctl, gbpfd_slot_word(s, GBPFD_SLOT_POST_NS), now);
+            gbpfd_store(ctl, gbpfd_slot_word(s, GBPFD_SLOT_SM), sm);
             gbpfd_atomic_add(ctl, gbpfd_tenant_word(t, GBPFD_TENANT_QUEUED), 1);
             gbpfd_fence();
             gbpfd_store_release(ctl, gbpfd_slot_word(s, GBPFD_SLOT_STATE), GBPFD_POSTED);
@@ -254,7 +259,7 @@ GBPFD_FN long long gbpfd_cta_enter(long long *ctl, long long *flat, long long t,
     const long long give_up = now + gbpfd_load(ctl, GBPFD_PLANE_DEFER_BOUND_NS);
     long long backoff = GBPFD_BACKOFF_MIN_NS;
     for (;;) {
-        const long long s = gbpfd_post_request(ctl, t, gbpfd_globaltimer());
+        const long long s = gbpfd_post_request(ctl, t, gbpfd_smid(), gbpfd_globaltimer());
         if (s >= 0) {
             long long decision = -1;
             while (decision < 0) {

@@ -5,8 +5,8 @@
 #define GBPFD_LAYOUT_H
 
 /* array sizes (int64 words) */
-#define GBPFD_CTL_WORDS                 2004
-#define GBPFD_FLAT_WORDS                124688
+#define GBPFD_CTL_WORDS                 9191
+#define GBPFD_FLAT_WORDS                149264
 #define GBPFD_MAX_TENANTS               32
 
 /* ctl: plane words */
@@ -43,10 +43,22 @@
 #define GBPFD_PLANE_STAGED_TAIL         38
 #define GBPFD_PLANE_STAGED_DROPPED      39
 #define GBPFD_PLANE_STAGED_DROPPED_SEEN 40
+#define GBPFD_PLANE_NUM_SMS             41
+#define GBPFD_PLANE_LAST_SM_NS          42
+#define GBPFD_PLANE_LAST_LC_NS          43
+#define GBPFD_PLANE_LC_ACTIVE           44
+#define GBPFD_PLANE_LC_RUNNING          45
+#define GBPFD_PLANE_BE_WORKERS          46
+#define GBPFD_PLANE_BE_BLOCK_NS         47
+#define GBPFD_PLANE_DRAIN_FIRST         48
+#define GBPFD_PLANE_DRAIN_COUNT         49
+#define GBPFD_PLANE_DRAINS              50
+#define GBPFD_PLANE_DRAIN_WAIT_SUM_NS   51
+#define GBPFD_PLANE_DRAIN_WAIT_MAX_NS   52
 
 /* ctl: per-tenant words, at GBPFD_TENANT_BASE + tenant * GBPFD_TENANT_STRIDE */
-#define GBPFD_TENANT_BASE               340
-#define GBPFD_TENANT_STRIDE             16
+#define GBPFD_TENANT_BASE               359
+#define GBPFD_TENANT_STRIDE             24
 #define GBPFD_TENANT_TOKENS             0
 #define GBPFD_TENANT_RUNNING            1
 #define GBPFD_TENANT_QUEUED             2
@@ -63,17 +75,20 @@
 #define GBPFD_TENANT_DEMAND_SEEN        13
 #define GBPFD_TENANT_TOKEN_LIMIT        14
 #define GBPFD_TENANT_WORKERS            15
+#define GBPFD_TENANT_WORKER_SMS         16
+#define GBPFD_TENANT_DRAINED_SMS        17
+#define GBPFD_TENANT_BLOCK_NS           18
 
 /* ctl: admission request slots, at GBPFD_SLOT_BASE + slot * GBPFD_SLOT_STRIDE */
 #define GBPFD_NSLOTS                    64
-#define GBPFD_SLOT_BASE                 852
+#define GBPFD_SLOT_BASE                 1127
 #define GBPFD_SLOT_STRIDE               8
 #define GBPFD_SLOT_STATE                0
 #define GBPFD_SLOT_TENANT               1
 #define GBPFD_SLOT_POST_NS              2
 #define GBPFD_SLOT_DECISION             3
 #define GBPFD_SLOT_DECIDED_NS           4
-#define GBPFD_SLOT_PLACE_SM             5
+#define GBPFD_SLOT_SM                   5
 
 /* slot states and decisions */
 #define GBPFD_FREE                      0
@@ -101,7 +116,7 @@
 #define GBPFD_COUNTER_DMA_BYTES         4
 #define GBPFD_COUNTER_THROTTLED_NS      5
 #define GBPFD_COUNTER_FAULTS            6
-#define GBPFD_COUNTER_PLANE_RESERVED    7
+#define GBPFD_COUNTER_DRAINED           7
 #define GBPFD_COUNTER_USER0             8
 #define GBPFD_COUNTER_USER1             9
 #define GBPFD_COUNTER_USER2             10

@@ -30,6 +30,8 @@ def render_quota_fields() -> str:
     for spec in FIELDS:
         if spec.type == "enum":
             allowed = ", ".join(f"`\"{word}\"` ({number})" for word, number in spec.values.items())
+        elif spec.type == "sms":
+            allowed = f"`\"all\"`, or a list of SM numbers 0 to {LIMITS.max_sms - 1} and `\"A-B\"` ranges"
         else:
             allowed = f"{spec.minimum} to {spec.maximum}"
         required = "yes" if spec.required else f"no, default `{spec.default}`"

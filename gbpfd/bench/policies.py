@@ -56,3 +56,14 @@ def program(text: str):
     """Assemble one of the texts above (named after its ``.name``)."""
     name = next(line.split()[1] for line in text.splitlines() if line.startswith(".name"))
     return assemble(text, f"<bench:{name}>")
+
+#: sm_tick that drains nothing: the plane admitting only, as before SM draining
+NO_DRAIN_SM_ASM = """\
+# Drains no SM: the plane then admits only, and latency-critical CTAs land beside best-effort ones.
+.name no_drain
+.hook sm_tick
+    stw [%r1+52], 0             # ctx.drain_first
+    stw [%r1+56], 0             # ctx.drain_count
+    mov %r0, 0
+    exit
+"""

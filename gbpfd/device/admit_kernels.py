@@ -7,14 +7,16 @@ body's exact parameter list, because Numba kernels take no ``*args``.
 from numba import cuda, types
 
 from gbpfd.device import state as S
-from gbpfd.device.kernels_cuda import (count_block, cta_enter, cta_exit, dma_take_wait, note_worker, warp_gate_wait,
-                                      warp_leave)
-from gbpfd.device.prims_cuda import smid
+from gbpfd.device.kernels_cuda import (count_block, cta_enter, cta_exit, dma_take_wait, note_block_ns, warp_gate_wait,
+                                      warp_leave, worker_arrives, worker_leaves, worker_must_leave)
+from gbpfd.device.prims_cuda import globaltimer, smid
 from gbpfd.device.state import ENTER_BYPASS, ENTER_DENIED, PLANE
 
 _HELPERS = {"cuda": cuda, "types": types, "cta_enter": cta_enter, "cta_exit": cta_exit, "smid": smid,
-            "warp_leave": warp_leave, "count_block": count_block, "note_worker": note_worker,
-            "ENTER_DENIED": ENTER_DENIED, "ENTER_BYPASS": ENTER_BYPASS, "PLANE": PLANE}
+            "globaltimer": globaltimer, "warp_leave": warp_leave, "count_block": count_block,
+            "worker_arrives": worker_arrives, "worker_leaves": worker_leaves, "worker_must_leave": worker_must_leave,
+            "note_block_ns": note_block_ns, "ENTER_DENIED": ENTER_DENIED, "ENTER_BYPASS": ENTER_BYPASS,
+            "PLANE": PLANE}
 
 _GATE = '''
 def gated(ctl, flat, tenant, {params}):
@@ -38,20 +40,27 @@ GATE_PARAM = "gate"
 
 _PERSISTENT = '''
 def workers(ctl, flat, tenant, next_block, nblocks, force, {params}):
-    state = cuda.shared.array(2, types.int64)
+    # state: how the worker got in (ENTER_*), its logical block, its SM, whether it counts as best-effort there,
+    # when its block started
+    state = cuda.shared.array(5, types.int64)
     first = cuda.threadIdx.x == 0 and cuda.threadIdx.y == 0 and cuda.threadIdx.z == 0
     if first:
-        state[0] = ENTER_DENIED if smid() == ctl[PLANE.smid] else 1  # leave the control CTA's SM to it
+        state[2] = smid()
+        state[0] = ENTER_DENIED if state[2] == ctl[PLANE.smid] else 1  # leave the control CTA's SM to it
         if state[0] != ENTER_DENIED:
-            note_worker(ctl, tenant, 1)
+            state[3] = worker_arrives(ctl, flat, tenant, state[2])
     cuda.syncthreads()
     resident = state[0] != ENTER_DENIED
     while state[0] != ENTER_DENIED:
         if first:
-            state[0] = ENTER_BYPASS if force else cta_enter(ctl, flat, tenant, True)
+            if not force and worker_must_leave(ctl, flat, tenant, state[2], state[3]):
+                state[0] = ENTER_DENIED  # drained, outside the mask or over the per-SM cap: give the SM back
+            else:
+                state[0] = ENTER_BYPASS if force else cta_enter(ctl, flat, tenant, True)
             state[1] = cuda.atomic.add(next_block, 0, 1) if state[0] != ENTER_DENIED else nblocks
             if state[1] < nblocks:
                 count_block(flat, tenant, state[0])  # admitted counts blocks, not workers
+                state[4] = globaltimer()
         cuda.syncthreads()
         if state[1] >= nblocks:
             if first and state[0] != ENTER_DENIED:
@@ -63,9 +72,10 @@ def workers(ctl, flat, tenant, next_block, nblocks, force, {params}):
         cuda.syncthreads()
         if first:
             cta_exit(ctl, tenant, state[0])
+            note_block_ns(ctl, tenant, globaltimer() - state[4])
         cuda.syncthreads()
     if first and resident:
-        note_worker(ctl, tenant, -1)
+        worker_leaves(ctl, tenant, state[2], state[3], globaltimer())
 '''
 
 

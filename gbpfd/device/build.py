@@ -1,4 +1,4 @@
-"""The shared device source compiled per target (see ``targets``)."""
+"""The shared device source compiled per target (see ``gbpfd.specialize``)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 
 from gbpfd.resources import shared_file
+from gbpfd.specialize import specialize
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -33,12 +34,14 @@ def for_cpu():
     """The simulated device's build: ``numba.njit``, plain memory."""
     import numba
 
-    from gbpfd.device import prims_cpu, targets
+    from gbpfd.device import prims_cpu
     from gbpfd.vm import fast
     jit = numba.njit(nogil=True, error_model="numpy", cache=True)
     tag = "_" + source_digest()
-    execute = targets.specialize([fast.interp.execute], prims_cpu.PRIMS, jit, tag=tag).execute
-    return targets.specialize(device_functions(), prims_cpu.PRIMS, jit, extra={"execute": execute}, tag=tag)
+    # the interpreter as the fast VM compiles it (no reference counting: it allocates nothing)
+    execute = specialize([fast.interp.execute], prims_cpu.PRIMS, numba.njit(cache=True, **fast.JIT_OPTIONS),
+                         tag=tag + fast.options_tag(fast.JIT_OPTIONS)).execute
+    return specialize(device_functions(), prims_cpu.PRIMS, jit, extra={"execute": execute}, tag=tag)
 
 
 @cache
@@ -46,11 +49,11 @@ def for_cuda():
     """The GPU build: device functions with acquire/release PTX primitives."""
     from numba import cuda
 
-    from gbpfd.device import prims_cuda, targets
+    from gbpfd.device import prims_cuda
     from gbpfd.vm import interp
     jit = cuda.jit(device=True)
-    execute = targets.specialize([interp.execute], prims_cuda.PRIMS, jit).execute
-    built = targets.specialize(device_functions(), prims_cuda.PRIMS, jit, extra={"execute": execute})
+    execute = specialize([interp.execute], prims_cuda.PRIMS, jit).execute
+    built = specialize(device_functions(), prims_cuda.PRIMS, jit, extra={"execute": execute})
     built.execute = execute  # the interpreter the control CTA runs, for the PTX checks
     return built
 
@@ -60,8 +63,8 @@ def for_cudasim():
     """The Numba CUDA simulator's build (NUMBA_ENABLE_CUDASIM=1 processes only)."""
     from numba import cuda
 
-    from gbpfd.device import prims_cudasim, targets
+    from gbpfd.device import prims_cudasim
     from gbpfd.vm import interp
     jit = cuda.jit(device=True)
-    execute = targets.specialize([interp.execute], prims_cudasim.PRIMS, jit).execute
-    return targets.specialize(device_functions(), prims_cudasim.PRIMS, jit, extra={"execute": execute})
+    execute = specialize([interp.execute], prims_cudasim.PRIMS, jit).execute
+    return specialize(device_functions(), prims_cudasim.PRIMS, jit, extra={"execute": execute})

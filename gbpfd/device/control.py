@@ -1,4 +1,4 @@
-"""The control CTA's loop body (shared source, see ``targets``).
+"""The control CTA's loop body (shared source, see ``gbpfd.specialize``).
 
 ``housekeeping`` is one iteration's serial part (heartbeat, commands,
 periodic hooks, counter mirroring); ``serve_slot`` decides one posted
@@ -16,14 +16,14 @@ words), ``desc``, ``regs``, ``frames``, ``vmout``.
 import numpy as np
 
 from gbpfd.bridge.layout import COMMAND, HEADER, HIST_BUCKETS, KIND, MAX_TENANTS, OP, REGION
-from gbpfd.device.state import (ACTIVE, ADMIT, BASELINE_SLOT, COUNTER, COUNTERS_WORD, COUNTER_RECORD_WORDS,
-                                CTX_ADMIT, CTX_ADMIT_SIZE, CTX_DMA, CTX_DMA_SIZE, CTX_THERM, CTX_THERM_SIZE,
-                                CTX_TICK, CTX_TICK_SIZE, CTX_WARP, CTX_WARP_SIZE, D_BASE, D_MAP_ENTRIES, D_MAP_RID,
-                                D_MAP_VALUE_SIZE, D_NMAPS, D_PERM, D_SIZE, DECIDED, DEFER, FREE, HIST_BASE, HOOK,
-                                HOOK_BUDGET, MAX_INSNS, META, META_WORDS, NINSNS, NO_PROGRAM, NPROG_SLOTS, PLANE,
-                                POSTED, PROGRAM_ID, QUOTA, QUOTA_AT, QUOTA_RECORD_BYTES, QUOTA_SIZE, QUOTA_WORD,
-                                RUNNER_ADMIT, RUNNER_BYTES, RUNNER_TICK, RUNNERS_AT, SERVING, SLOT, STAGE, TENANT,
-                                TRACE_EVENTS_PER_TICK)
+from gbpfd.device.state import (ACTIVE, ADMIT, BASELINE_SLOT, CLASS_LATENCY_CRITICAL, COUNTER, COUNTERS_WORD,
+                                COUNTER_RECORD_WORDS, CTX_ADMIT, CTX_ADMIT_SIZE, CTX_DMA, CTX_DMA_SIZE, CTX_SM,
+                                CTX_SM_SIZE, CTX_THERM, CTX_THERM_SIZE, CTX_TICK, CTX_TICK_SIZE, CTX_WARP,
+                                CTX_WARP_SIZE, D_BASE, D_MAP_ENTRIES, D_MAP_RID, D_MAP_VALUE_SIZE, D_NMAPS, D_PERM,
+                                D_SIZE, DECIDED, DEFER, FREE, HIST_BASE, HOOK, HOOK_BUDGET, MAX_INSNS, META,
+                                META_WORDS, NINSNS, NO_PROGRAM, NPROG_SLOTS, PLANE, POSTED, PROGRAM_ID, QUOTA,
+                                QUOTA_AT, QUOTA_RECORD_BYTES, QUOTA_SIZE, QUOTA_WORD, RUNNER_ADMIT, RUNNER_BYTES,
+                                RUNNER_TICK, RUNNERS_AT, SERVING, SLOT, SM, STAGE, TENANT, TRACE_EVENTS_PER_TICK)
 from gbpfd.vm.memory import RID_CTX
 from gbpfd.vm.status import OK
 
@@ -31,11 +31,12 @@ COMMANDS_PER_LOOP = 4  # commands taken per iteration: a flood cannot starve adm
 TORN_LOOPS_MAX = 1024  # iterations a quotas command waits for a consistent snapshot before it is refused
 QUOTA_WORDS_ALL = MAX_TENANTS * (QUOTA_RECORD_BYTES // 8)
 CTX_ADDRESS = np.uint64(RID_CTX << 32)
-CLASS_LATENCY_CRITICAL = 1
 #: the periodic hooks in the order a loop iteration runs them, with their last-run and period words
-PERIODIC_HOOKS = (HOOK.tick, HOOK.dma_tick, HOOK.warp_throttle_tick, HOOK.therm_tick)
-PERIODIC_LAST = (PLANE.last_tick_ns, PLANE.last_dma_ns, PLANE.last_warp_ns, PLANE.last_therm_ns)
-PERIODIC_PERIOD = (PLANE.tick_period_ns, PLANE.dma_period_ns, PLANE.warp_period_ns, PLANE.therm_period_ns)
+#: (sm_tick shares tick's period and runs after it, so it sees the tokens tick left)
+PERIODIC_HOOKS = (HOOK.tick, HOOK.dma_tick, HOOK.warp_throttle_tick, HOOK.therm_tick, HOOK.sm_tick)
+PERIODIC_LAST = (PLANE.last_tick_ns, PLANE.last_dma_ns, PLANE.last_warp_ns, PLANE.last_therm_ns, PLANE.last_sm_ns)
+PERIODIC_PERIOD = (PLANE.tick_period_ns, PLANE.dma_period_ns, PLANE.warp_period_ns, PLANE.therm_period_ns,
+                   PLANE.tick_period_ns)
 
 
 def put(flat8, at, size, value):
@@ -155,6 +156,7 @@ def fill_tick(t, now, ctl, flat8):
     put(flat8, c + CTX_TICK.total_slots, CTX_TICK_SIZE.total_slots, ctl[META.total_slots])
     put(flat8, c + CTX_TICK.be_weight_sum, CTX_TICK_SIZE.be_weight_sum, ctl[PLANE.be_weight_sum])
     put(flat8, c + CTX_TICK.lc_reserved, CTX_TICK_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+    put(flat8, c + CTX_TICK.block_ns, CTX_TICK_SIZE.block_ns, min(ctl[tenant_word(t, TENANT.block_ns)], 0xFFFFFFFF))
     ctl[tenant_word(t, TENANT.last_tick_ns)] = now
     return seen
 
@@ -218,6 +220,69 @@ def fill_therm(now, ctl, flat8):
     put(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap, ctl[PLANE.global_cta_cap])
 
 
+def fill_sm(now, ctl, flat8):
+    """sm_tick's ctx: the latency-critical demand, the best-effort workers
+    and their block length (as aggregate_tenants found them this tick), the
+    drained range as it stands."""
+    c = ctx_at(RUNNER_TICK)
+    put(flat8, c + CTX_SM.now_ns, CTX_SM_SIZE.now_ns, now)
+    put(flat8, c + CTX_SM.dt_ns, CTX_SM_SIZE.dt_ns, now - ctl[PLANE.last_sm_ns])
+    put(flat8, c + CTX_SM.num_sms, CTX_SM_SIZE.num_sms, ctl[PLANE.num_sms])
+    put(flat8, c + CTX_SM.control_sm, CTX_SM_SIZE.control_sm, ctl[PLANE.smid])
+    put(flat8, c + CTX_SM.lc_active, CTX_SM_SIZE.lc_active, ctl[PLANE.lc_active])
+    put(flat8, c + CTX_SM.lc_running, CTX_SM_SIZE.lc_running, ctl[PLANE.lc_running])
+    put(flat8, c + CTX_SM.lc_idle_ns, CTX_SM_SIZE.lc_idle_ns, now - ctl[PLANE.last_lc_ns])
+    put(flat8, c + CTX_SM.lc_reserved, CTX_SM_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+    put(flat8, c + CTX_SM.be_workers, CTX_SM_SIZE.be_workers, ctl[PLANE.be_workers])
+    put(flat8, c + CTX_SM.be_block_ns, CTX_SM_SIZE.be_block_ns, ctl[PLANE.be_block_ns])
+    put(flat8, c + CTX_SM.drain_first, CTX_SM_SIZE.drain_first, ctl[PLANE.drain_first])
+    put(flat8, c + CTX_SM.drain_count, CTX_SM_SIZE.drain_count, ctl[PLANE.drain_count])
+
+
+def apply_sm(now, ctl, flat8, flat):
+    """Mark the SMs of the range sm_tick left (cut at the last SM) and clear
+    the others; on a change, each tenant's worker SMs follow."""
+    c = ctx_at(RUNNER_TICK)
+    nsms = ctl[PLANE.num_sms]
+    first = min(get(flat8, c + CTX_SM.drain_first, CTX_SM_SIZE.drain_first), nsms)
+    count = min(get(flat8, c + CTX_SM.drain_count, CTX_SM_SIZE.drain_count), nsms - first)
+    if first == ctl[PLANE.drain_first] and count == ctl[PLANE.drain_count]:
+        return
+    ctl[PLANE.drain_first] = first
+    ctl[PLANE.drain_count] = count
+    for sm in range(nsms):
+        drained = 1 if first <= sm < first + count and sm != ctl[PLANE.smid] else 0
+        if drained != ctl[sm_word(sm, SM.drained)]:
+            ctl[sm_word(sm, SM.drained_ns)] = now
+            store_release(ctl, sm_word(sm, SM.drained), drained)
+    count_worker_sms(ctl, flat)
+
+
+def allowed_sms(ctl, flat, t, lo, hi):
+    """SMs in [lo, hi), the control CTA's excepted, that tenant ``t``'s mask allows."""
+    control = ctl[PLANE.smid]
+    if every_sm(flat, t):
+        return hi - lo - (1 if lo <= control < hi else 0)
+    n = np.int64(0)
+    for sm in range(lo, hi):
+        if sm != control and sm_allowed(flat, t, sm):
+            n += 1
+    return n
+
+
+def count_worker_sms(ctl, flat):
+    """Each tenant's ``worker_sms``, the SMs its persistent workers may stay
+    on (in its mask; for a best-effort tenant, not drained), and
+    ``drained_sms``, those of its mask it may not stay on because they are
+    drained: its launcher's top-ups size themselves by both."""
+    first = ctl[PLANE.drain_first]
+    end = first + ctl[PLANE.drain_count]
+    for t in range(ctl[META.ntenants]):
+        barred = allowed_sms(ctl, flat, t, first, end) if best_effort(flat, t) else 0
+        ctl[tenant_word(t, TENANT.worker_sms)] = allowed_sms(ctl, flat, t, 0, ctl[PLANE.num_sms]) - barred
+        ctl[tenant_word(t, TENANT.drained_sms)] = barred
+
+
 def fill_ctx(h, t, now, ctl, flat8):
     """Runner 0's ctx for periodic hook ``h`` and tenant ``t`` (-1: the
     plane-wide therm_tick); what ``apply_ctx`` needs of it."""
@@ -227,12 +292,14 @@ def fill_ctx(h, t, now, ctl, flat8):
         return fill_dma(t, now, ctl, flat8)
     if h == HOOK.warp_throttle_tick:
         fill_warp(t, now, ctl, flat8)
+    elif h == HOOK.sm_tick:
+        fill_sm(now, ctl, flat8)
     else:
         fill_therm(now, ctl, flat8)
     return np.int64(0)
 
 
-def apply_ctx(h, t, seen, ctl, flat8, flat):
+def apply_ctx(h, t, seen, now, ctl, flat8, flat):
     """Take what a periodic hook's run left in its ctx."""
     c = ctx_at(RUNNER_TICK)
     if h == HOOK.tick:
@@ -241,6 +308,8 @@ def apply_ctx(h, t, seen, ctl, flat8, flat):
         apply_dma(t, seen, ctl, flat8)
     elif h == HOOK.warp_throttle_tick:
         ctl[tenant_word(t, TENANT.warp_cap)] = get(flat8, c + CTX_WARP.warp_cap, CTX_WARP_SIZE.warp_cap)
+    elif h == HOOK.sm_tick:
+        apply_sm(now, ctl, flat8, flat)
     else:
         ctl[PLANE.global_cta_cap] = get(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap)
 
@@ -250,17 +319,18 @@ def run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vm
     call into the interpreter."""
     seen = fill_ctx(h, t, now, ctl, flat8)
     if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout) >= 0:
-        apply_ctx(h, t, seen, ctl, flat8, flat)
+        apply_ctx(h, t, seen, now, ctl, flat8, flat)
 
 
 def aggregate_tenants(now, ctl, host, flat8):
-    """The plane-wide inputs of tick and cta_admit: the weight of the
-    best-effort tenants that are active (a CTA asked, or the host announced
-    a launch, within the window; CTAs running; or launches announced that
-    the launcher has not reported finished), the slots held back for the
-    latency-critical ones."""
-    weights = np.int64(0)
-    reserved = np.int64(0)
+    """The plane-wide inputs of tick, cta_admit and sm_tick.  A tenant is
+    active while a CTA asked, or the host announced a launch, within the
+    window, while CTAs of it run, or while launches announced are not yet
+    reported finished.  Best-effort: the weights of the active ones, their
+    persistent workers, their longest mean block.  Latency-critical: the
+    slots held back for them (max_ctas), how many are active (``now``
+    becomes the last time one was), their running CTAs."""
+    weights = reserved = lc_active = lc_running = be_workers = be_block_ns = np.int64(0)
     for t in range(ctl[META.ntenants]):
         if not present(flat8, t):
             continue
@@ -269,13 +339,26 @@ def aggregate_tenants(now, ctl, host, flat8):
         if launches != ctl[tenant_word(t, TENANT.demand_seen)]:
             ctl[tenant_word(t, TENANT.demand_seen)] = launches
             ctl[tenant_word(t, TENANT.last_demand_ns)] = now
+        running = ctl[tenant_word(t, TENANT.running)]
+        in_flight = 0 <= finished < launches
         if latency_critical(flat8, t):
             reserved += quota_field(flat8, t, QUOTA.max_ctas, QUOTA_SIZE.max_ctas)
-        elif (now - ctl[tenant_word(t, TENANT.last_demand_ns)] < ctl[PLANE.active_window_ns]
-              or ctl[tenant_word(t, TENANT.running)] > 0 or 0 <= finished < launches):
+            lc_running += max(running, 0)
+            if running > 0 or in_flight:
+                lc_active += 1
+            continue
+        be_workers += max(ctl[tenant_word(t, TENANT.workers)], 0)
+        be_block_ns = max(be_block_ns, ctl[tenant_word(t, TENANT.block_ns)])
+        if now - ctl[tenant_word(t, TENANT.last_demand_ns)] < ctl[PLANE.active_window_ns] or running > 0 or in_flight:
             weights += quota_field(flat8, t, QUOTA.weight, QUOTA_SIZE.weight)
     ctl[PLANE.be_weight_sum] = weights
     ctl[PLANE.lc_reserved] = reserved
+    ctl[PLANE.lc_active] = lc_active
+    ctl[PLANE.lc_running] = lc_running
+    ctl[PLANE.be_workers] = be_workers
+    ctl[PLANE.be_block_ns] = min(be_block_ns, 0xFFFFFFFF)
+    if lc_active > 0:
+        ctl[PLANE.last_lc_ns] = now
 
 
 def mirror(ctl, host, flat):
@@ -293,6 +376,11 @@ def mirror(ctl, host, flat):
     host[HEADER.reaction_ns] = ctl[PLANE.reaction_ns]
     host[HEADER.epoch] = ctl[META.epoch]
     host[HEADER.loops] = ctl[PLANE.loops]
+    host[HEADER.drains] = ctl[PLANE.drains]
+    host[HEADER.drain_wait_sum_ns] = ctl[PLANE.drain_wait_sum_ns]
+    host[HEADER.drain_wait_max_ns] = ctl[PLANE.drain_wait_max_ns]
+    first, count = ctl[PLANE.drain_first], ctl[PLANE.drain_count]
+    host[HEADER.drained_sms] = count - (1 if first <= ctl[PLANE.smid] < first + count else 0)
 
 
 def due(now, ctl, last, period):
@@ -309,21 +397,25 @@ def start_tick_period(now, ctl, host, flat8):
 
 def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     """The periodic hooks that are due, in PERIODIC_HOOKS order: per tenant
-    (therm_tick once, plane-wide), all through one ``run_periodic``."""
+    (therm_tick and sm_tick once, plane-wide), all through one
+    ``run_periodic``; after a tick period's hooks, the counters are mirrored."""
+    ticked = False
     for k in range(len(PERIODIC_HOOKS)):
         h = PERIODIC_HOOKS[k]
         if not due(now, ctl, PERIODIC_LAST[k], PERIODIC_PERIOD[k]):
             continue
         if h == HOOK.tick:
             start_tick_period(now, ctl, host, flat8)
-        first, end = (-1, 0) if h == HOOK.therm_tick else (0, ctl[META.ntenants])  # therm_tick: tenant -1
+        # the plane-wide hooks run once, as tenant -1
+        first, end = (-1, 0) if h == HOOK.therm_tick or h == HOOK.sm_tick else (0, ctl[META.ntenants])
         for t in range(first, end):
             if t < 0 or present(flat8, t):
                 run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
         ctl[PERIODIC_LAST[k]] = now  # after the runs: therm_tick's dt_ns is the time since the last one
-        if h == HOOK.tick:
-            mirror(ctl, host, flat)
-            host[HEADER.ticks] += 1
+        ticked = ticked or h == HOOK.tick
+    if ticked:
+        mirror(ctl, host, flat)
+        host[HEADER.ticks] += 1
 
 
 def adopt_snapshot(now, seq, ctl, host, flat8, flat):
@@ -340,6 +432,7 @@ def adopt_snapshot(now, seq, ctl, host, flat8, flat):
         if ctl[tenant_word(t, TENANT.warp_cap)] == 0:
             ctl[tenant_word(t, TENANT.warp_cap)] = quota_field(flat8, t, QUOTA.warp_cap, QUOTA_SIZE.warp_cap)
     aggregate_tenants(now, ctl, host, flat8)
+    count_worker_sms(ctl, flat)  # the masks and classes may have changed
     host[HEADER.epoch] = epoch
     event_push(host, KIND.quotas, now, -1, -1, -1, epoch, seq, 0)
     return True
@@ -431,7 +524,6 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
     t = ctl[slot_word(s, SLOT.tenant)]
     wait = now - ctl[slot_word(s, SLOT.post_ns)]
     decision = DEFER
-    place = np.int64(-1)
     under_cap = ctl[PLANE.total_running] < ctl[PLANE.global_cta_cap]
     # a plain look first: with no token held, the request path skips take_token's two atomics
     if under_cap and ctl[tenant_word(t, TENANT.tokens)] > 0 and take_token(ctl, t):
@@ -449,22 +541,20 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
         put(flat8, c + CTX_ADMIT.cta_tokens, CTX_ADMIT_SIZE.cta_tokens, max(ctl[tenant_word(t, TENANT.tokens)], 0))
         put(flat8, c + CTX_ADMIT.total_running, CTX_ADMIT_SIZE.total_running, ctl[PLANE.total_running])
         put(flat8, c + CTX_ADMIT.total_slots, CTX_ADMIT_SIZE.total_slots, ctl[META.total_slots])
-        put(flat8, c + CTX_ADMIT.place_sm, CTX_ADMIT_SIZE.place_sm, -1)
+        put(flat8, c + CTX_ADMIT.sm, CTX_ADMIT_SIZE.sm, ctl[slot_word(s, SLOT.sm)])
         put(flat8, c + CTX_ADMIT.be_weight_sum, CTX_ADMIT_SIZE.be_weight_sum, ctl[PLANE.be_weight_sum])
         put(flat8, c + CTX_ADMIT.lc_reserved, CTX_ADMIT_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+        put(flat8, c + CTX_ADMIT.block_ns, CTX_ADMIT_SIZE.block_ns, min(ctl[tenant_word(t, TENANT.block_ns)],
+                                                                       0xFFFFFFFF))
         r0 = invoke_with_fallback(HOOK.cta_admit, RUNNER_ADMIT, t, now, ctl, host, code, flat8, flat, desc, regs,
                                   frames, vmout)
         # No program, or the baseline itself faulted: admit rather than stall the tenant.
         decision = DEFER if r0 == 0 else ADMIT
-        place = get(flat8, c + CTX_ADMIT.place_sm, CTX_ADMIT_SIZE.place_sm)
-        if place >= 0x80000000:
-            place -= 0x100000000
     atomic_add(ctl, tenant_word(t, TENANT.queued), -1)
     if decision == ADMIT:
         note_running(ctl, t, 1)  # before the worker can see the decision and start
     ctl[slot_word(s, SLOT.decision)] = decision
     ctl[slot_word(s, SLOT.decided_ns)] = now
-    ctl[slot_word(s, SLOT.place_sm)] = place
     fence()
     if atomic_cas(ctl, slot_word(s, SLOT.state), SERVING, DECIDED) != SERVING:
         # the worker abandoned the wait meanwhile and bypasses: take the admission back
@@ -486,6 +576,7 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
 
 DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, invoke, emit, trace_event,
                     invoke_with_fallback,
-                    fill_tick, apply_tick, fill_dma, apply_dma, fill_warp, fill_therm, fill_ctx, apply_ctx,
+                    fill_tick, apply_tick, fill_dma, apply_dma, fill_warp, fill_therm, fill_sm, apply_sm, allowed_sms,
+                    count_worker_sms, fill_ctx, apply_ctx,
                     run_periodic, aggregate_tenants, mirror, due, start_tick_period, periodic,
                     adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot, decide_claimed)

@@ -1,4 +1,4 @@
-"""Worker-side gates (shared source, see ``targets``): the steps a worker
+"""Worker-side gates (shared source, see ``gbpfd.specialize``): the steps a worker
 CTA takes to enter, wait, leave, copy and yield.
 
 Each function is one bounded step; the target composes them into waits
@@ -7,9 +7,14 @@ schedules the steps in virtual time), so no step here can block.  Counts
 that admission decisions depend on (running, tokens, queued) are changed
 with atomics at the moment they become true.
 """
-from gbpfd.device.state import (ABANDONED, CLAIMED, COUNTER, COUNTER_RECORD_WORDS, COUNTERS_WORD, DECIDED,
-                                ENTER_BYPASS, ENTER_POLICY, ENTER_TOKEN, FREE, NSLOTS, PLANE, POSTED, SERVING, SLOT,
-                                SLOT_BASE, SLOT_STRIDE, TENANT, TENANT_BASE, TENANT_STRIDE)
+from gbpfd.device.state import (ABANDONED, CLAIMED, CLASS_LATENCY_CRITICAL, COUNTER, COUNTER_RECORD_WORDS,
+                                COUNTERS_WORD, DECIDED, ENTER_BYPASS, ENTER_POLICY, ENTER_TOKEN, FREE, MAX_TENANTS,
+                                NSLOTS, PLANE, POSTED, QUOTA, QUOTA_RECORD_WORDS, QUOTA_WORD, SERVING, SLOT, SLOT_BASE,
+                                SLOT_STRIDE, SM, SM_BASE, SM_STRIDE, SM_TENANT_BASE, TENANT, TENANT_BASE,
+                                TENANT_STRIDE)
+
+#: a block-length sample moves the tenant's mean by 1/2**BLOCK_NS_SHIFT of the difference
+BLOCK_NS_SHIFT = 3
 
 
 def tenant_word(t, field):
@@ -22,6 +27,36 @@ def slot_word(s, field):
 
 def counter_word(t, field):
     return COUNTERS_WORD + t * COUNTER_RECORD_WORDS + field
+
+
+def sm_word(sm, field):
+    return SM_BASE + sm * SM_STRIDE + field
+
+
+def sm_tenant_word(sm, t):
+    return SM_TENANT_BASE + sm * MAX_TENANTS + t
+
+
+def quota_u32(flat, t, offset):
+    """The 4-byte field at byte ``offset`` of tenant ``t``'s quota record, from the word view."""
+    return (flat[QUOTA_WORD + t * QUOTA_RECORD_WORDS + offset // 8] >> (8 * (offset % 8))) & 0xFFFFFFFF
+
+
+def best_effort(flat, t):
+    return quota_u32(flat, t, QUOTA.klass) != CLASS_LATENCY_CRITICAL
+
+
+def every_sm(flat, t):
+    """Whether tenant ``t``'s SM mask is empty, which allows every SM."""
+    at = QUOTA_WORD + t * QUOTA_RECORD_WORDS + QUOTA.sm_mask0 // 8
+    return flat[at] == 0 and flat[at + 1] == 0 and flat[at + 2] == 0
+
+
+def sm_allowed(flat, t, sm):
+    """Whether tenant ``t``'s SM mask includes SM ``sm``."""
+    if every_sm(flat, t):
+        return True
+    return (flat[QUOTA_WORD + t * QUOTA_RECORD_WORDS + QUOTA.sm_mask0 // 8 + sm // 64] >> (sm % 64)) & 1 == 1
 
 
 def note_running(ctl, t, delta):
@@ -38,9 +73,54 @@ def count_block(flat, t, how):
         atomic_add(flat, counter_word(t, COUNTER.admitted), 1)
 
 
-def note_worker(ctl, t, delta):
-    """A persistent worker CTA of tenant ``t`` starts on an SM (1) or leaves it (-1)."""
-    atomic_add(ctl, tenant_word(t, TENANT.workers), delta)
+def worker_arrives(ctl, flat, t, sm):
+    """A persistent worker CTA of tenant ``t`` starts on SM ``sm``; 1 when
+    it counts as best-effort there (pass it to ``worker_leaves``: the class
+    may change while it runs)."""
+    atomic_add(ctl, tenant_word(t, TENANT.workers), 1)
+    atomic_add(ctl, sm_tenant_word(sm, t), 1)
+    if not best_effort(flat, t):
+        return 0
+    atomic_add(ctl, sm_word(sm, SM.be_workers), 1)
+    return 1
+
+
+def worker_leaves(ctl, t, sm, be, now):
+    """The worker ``worker_arrives`` counted leaves its SM.  The last
+    best-effort worker to leave a drained SM completes the drain: how long
+    it took since the mark goes into the plane's drain-wait figures."""
+    atomic_add(ctl, tenant_word(t, TENANT.workers), -1)
+    atomic_add(ctl, sm_tenant_word(sm, t), -1)
+    if be == 0:
+        return
+    if atomic_add(ctl, sm_word(sm, SM.be_workers), -1) == 1 and load_acquire(ctl, sm_word(sm, SM.drained)) == 1:
+        wait = now - ctl[sm_word(sm, SM.drained_ns)]
+        atomic_add(ctl, PLANE.drains, 1)
+        atomic_add(ctl, PLANE.drain_wait_sum_ns, wait)
+        atomic_max(ctl, PLANE.drain_wait_max_ns, wait)
+
+
+def worker_must_leave(ctl, flat, t, sm, be):
+    """At a block boundary: True when the worker is to leave its SM (counted
+    in ``drained``): the SM is drained for latency-critical work and the
+    worker is best-effort, the tenant's SM mask excludes it, or the tenant
+    has more workers on it than its max_ctas_per_sm.  Leaving, not parking:
+    a parked CTA keeps its threads, registers and shared memory, so the SM
+    would stay as full to the block scheduler as before."""
+    cap = quota_u32(flat, t, QUOTA.max_ctas_per_sm)
+    leave = (be == 1 and load_acquire(ctl, sm_word(sm, SM.drained)) == 1) or not sm_allowed(flat, t, sm) or (
+        cap > 0 and load_acquire(ctl, sm_tenant_word(sm, t)) > cap)
+    if leave:
+        atomic_add(flat, counter_word(t, COUNTER.drained), 1)
+    return leave
+
+
+def note_block_ns(ctl, t, ns):
+    """A persistent block of tenant ``t`` took ``ns``: fold it into the
+    tenant's moving mean (a plain store: a lost sample among racing workers
+    only slows the mean's response)."""
+    mean = ctl[tenant_word(t, TENANT.block_ns)]
+    ctl[tenant_word(t, TENANT.block_ns)] = ns if mean == 0 else mean + ((ns - mean) >> BLOCK_NS_SHIFT)
 
 
 def try_token(ctl, t, now):
@@ -64,9 +144,9 @@ def take_token(ctl, t):
     return False
 
 
-def post_request(ctl, t, now):
-    """Claim a free request slot and post tenant ``t``'s request; the slot,
-    or -1 when every slot is taken (one pass, no spin)."""
+def post_request(ctl, t, sm, now):
+    """Claim a free request slot and post tenant ``t``'s request from a CTA
+    on SM ``sm``; the slot, or -1 when every slot is taken (one pass, no spin)."""
     # %globaltimer moves in steps (32 ns or more), so its low bits are zero: fold higher ones in to spread
     first = (t * 7 + (now ^ (now >> 7) ^ (now >> 13))) % NSLOTS
     for k in range(NSLOTS):
@@ -74,6 +154,7 @@ def post_request(ctl, t, now):
         if atomic_cas(ctl, slot_word(s, SLOT.state), FREE, CLAIMED) == FREE:
             ctl[slot_word(s, SLOT.tenant)] = t
             ctl[slot_word(s, SLOT.post_ns)] = now
+            ctl[slot_word(s, SLOT.sm)] = sm
             atomic_add(ctl, tenant_word(t, TENANT.queued), 1)
             fence()
             store_release(ctl, slot_word(s, SLOT.state), POSTED)
@@ -162,6 +243,8 @@ def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
     atomic_add(flat, counter_word(t, COUNTER.throttled_ns), waited_ns)
 
 
-DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, note_running, count_block, note_worker, try_token,
+DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, sm_word, sm_tenant_word, quota_u32, best_effort,
+                    every_sm, sm_allowed, note_running, count_block, worker_arrives, worker_leaves, worker_must_leave,
+                    note_block_ns, try_token,
                     take_token, post_request, poll_request, abandon_request, bypass, cta_exit, dma_take,
                     dma_announce, warp_enter, warp_leave, warp_throttled)

@@ -27,7 +27,10 @@ _cta_exit = _D.cta_exit
 dma_announce = _D.dma_announce
 dma_take = _D.dma_take
 housekeeping = _D.housekeeping
-note_worker = _D.note_worker
+note_block_ns = _D.note_block_ns
+worker_arrives = _D.worker_arrives
+worker_leaves = _D.worker_leaves
+worker_must_leave = _D.worker_must_leave
 poll_request = _D.poll_request
 post_request = _D.post_request
 serve_slot = _D.serve_slot
@@ -94,7 +97,7 @@ def cta_enter(ctl, flat, t, persistent):
     give_up = now + ctl[S.PLANE.defer_bound_ns]   # the policy keeps deferring: run anyway past this
     backoff = BACKOFF_MIN_NS
     while True:
-        s = post_request(ctl, t, globaltimer())
+        s = post_request(ctl, t, smid(), globaltimer())
         if s >= 0:
             decision = -1
             while decision < 0:

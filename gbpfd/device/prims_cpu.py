@@ -38,11 +38,20 @@ def atomic_cas(a, i, expected, new):
 
 
 @_jit
+def atomic_max(a, i, v):
+    old = a[i]
+    if v > old:
+        a[i] = v
+    return old
+
+
+@_jit
 def fence():
     return None
 
 
 # one thread runs everything here: the scopes the GPU distinguishes are the same plain access
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
-         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
+         "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence, "atomic_add_le64": interp.atomic_add_le64}

@@ -119,6 +119,11 @@ def atomic_cas(a, i, expected, new):
 
 
 @_device
+def atomic_max(a, i, v):
+    return cuda.atomic.max(a, i, v)
+
+
+@_device
 def fence():
     cuda.threadfence()
 
@@ -134,5 +139,6 @@ def atomic_add_le64(flat8, at, value):
 
 
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire_sys,
-         "store_release_sys": store_release_sys, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "store_release_sys": store_release_sys, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
+         "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence_sys, "atomic_add_le64": atomic_add_le64}

@@ -30,6 +30,11 @@ def atomic_cas(a, i, expected, new):
 
 
 @_device
+def atomic_max(a, i, v):
+    return cuda.atomic.max(a, i, v)
+
+
+@_device
 def fence():
     cuda.threadfence_system()
 
@@ -47,5 +52,6 @@ def atomic_add_le64(flat8, at, value):
 
 # one thread at a time: the scopes the GPU distinguishes are the same plain access
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
-         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas, "fence": fence,
+         "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
+         "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence, "atomic_add_le64": atomic_add_le64}

@@ -1,4 +1,4 @@
-"""The device's ends of the bridge rings (shared source, see ``targets``).
+"""The device's ends of the bridge rings (shared source, see ``gbpfd.specialize``).
 
 Event ring: the control CTA is the only producer.  Command ring: it is the
 only consumer.  ``head``/``tail`` count records ever written/read; a record

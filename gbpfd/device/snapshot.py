@@ -1,4 +1,4 @@
-"""The control CTA's reader of the host's quota snapshot (shared source, see ``targets``).
+"""The control CTA's reader of the host's quota snapshot (shared source, see ``gbpfd.specialize``).
 
 The host publishes with a seqlock (``gbpfd.quotas.snapshot``): it makes
 ``seq`` odd, writes the body, makes ``seq`` even.  A copy is consistent when

@@ -51,6 +51,9 @@ _PLANE_NAMES = [
     "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
     "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped", "reaction_ns",
     "staged_head", "staged_tail", "staged_dropped", "staged_dropped_seen",
+    "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "be_workers", "be_block_ns",
+    "drain_first", "drain_count",
+    "drains", "drain_wait_sum_ns", "drain_wait_max_ns",
 ]
 PLANE = namedtuple("PlaneWords", _PLANE_NAMES)(*range(META_WORDS, META_WORDS + len(_PLANE_NAMES)))
 #: a torn-proof staging copy of the snapshot (meta words, then quota words)
@@ -66,14 +69,15 @@ PLANE_WORDS = NINSNS + NHOOKS * NPROG_SLOTS
 TENANT = _group("TenantWords", [
     "tokens", "running", "queued", "warps_active", "warps_waiting", "warp_cap",
     "dma_tokens", "dma_moved", "dma_pending", "last_demand_ns", "last_tick_ns", "last_dma_ns",
-    "last_warp_ns", "demand_seen", "token_limit", "workers",
+    "last_warp_ns", "demand_seen", "token_limit", "workers", "worker_sms", "drained_sms",
+    "block_ns",
 ])
-TENANT_STRIDE = 16
+TENANT_STRIDE = 24
 TENANT_BASE = PLANE_WORDS
 
 SLOTS_PER_LANE = 2
 NSLOTS = 32 * SLOTS_PER_LANE
-SLOT = _group("SlotWords", ["state", "tenant", "post_ns", "decision", "decided_ns", "place_sm"])
+SLOT = _group("SlotWords", ["state", "tenant", "post_ns", "decision", "decided_ns", "sm"])
 SLOT_STRIDE = 8
 SLOT_BASE = TENANT_BASE + MAX_TENANTS * TENANT_STRIDE
 #: ABANDONED: the worker gave up while the control CTA was deciding; the control CTA frees the slot and
@@ -90,11 +94,20 @@ HIST_BASE = SLOT_BASE + NSLOTS * SLOT_STRIDE
 #: housekeeping to forward them to the host's event ring: the request path never writes over PCIe
 STAGED_EVENTS = 16
 STAGED_BASE = HIST_BASE + MAX_TENANTS * HIST_BUCKETS
-CTL_WORDS = STAGED_BASE + STAGED_EVENTS * len(EVENT_WORDS)
+MAX_SMS = LIMITS.max_sms
+#: per SM: drained for latency-critical work (1) or not, since when, the best-effort persistent workers on it
+SM = _group("SmWords", ["drained", "drained_ns", "be_workers"])
+SM_STRIDE = 4
+SM_BASE = STAGED_BASE + STAGED_EVENTS * len(EVENT_WORDS)
+#: per (SM, tenant): the tenant's persistent workers on the SM (its max_ctas_per_sm is checked against it)
+SM_TENANT_BASE = SM_BASE + MAX_SMS * SM_STRIDE
+CTL_WORDS = SM_TENANT_BASE + MAX_SMS * MAX_TENANTS
 
 # How a CTA got in.  cta_exit hands a token back for ENTER_TOKEN and ENTER_POLICY while the tenant is
 # under its token limit (see gates.cta_exit), never for ENTER_BYPASS.
 ENTER_TOKEN, ENTER_POLICY, ENTER_BYPASS, ENTER_DENIED = 1, 2, 3, 0
+#: the quota record's class of a latency-critical tenant (quotas/schema.toml)
+CLASS_LATENCY_CRITICAL = 1
 
 # ----------------------------------------------------------------- flat
 QUOTA_BYTES = RECORDS["quota"].size * MAX_TENANTS
@@ -152,3 +165,4 @@ CTX_ADMIT, CTX_ADMIT_SIZE = ctx_layout("cta_admit")
 CTX_DMA, CTX_DMA_SIZE = ctx_layout("dma_tick")
 CTX_WARP, CTX_WARP_SIZE = ctx_layout("warp_throttle_tick")
 CTX_THERM, CTX_THERM_SIZE = ctx_layout("therm_tick")
+CTX_SM, CTX_SM_SIZE = ctx_layout("sm_tick")

@@ -81,6 +81,7 @@ class Limits:
     max_map_bytes: int
     max_insns: int
     max_tenants: int
+    max_sms: int
 
 
 def _fields(specs: list[dict]) -> tuple[Field, ...]:

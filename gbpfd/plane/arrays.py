@@ -96,12 +96,22 @@ def initialise(a: PlaneArrays, periods: Periods, *, wait_bound_ns: int, active_w
     ctl[S.PLANE.active_window_ns] = active_window_ns
     ctl[S.PLANE.sample_every] = sample_every
     ctl[S.PLANE.trace_budget] = S.TRACE_EVENTS_PER_TICK
+    ctl[S.PLANE.last_lc_ns] = NEVER_NS  # no latency-critical tenant was ever active: sm_tick drains nothing
     # no tenant has asked for anything yet: keep them all out of the active window
     ctl[S.TENANT_BASE + S.TENANT.last_demand_ns:S.SLOT_BASE:S.TENANT_STRIDE] = NEVER_NS
     a.host[REGION.finished:REGION.finished + S.MAX_TENANTS] = -1  # until a launcher reports completions
     a.host[HEADER.magic] = MAGIC
     a.host[REGION.command_ring + RING.slots] = COMMAND_SLOTS
     a.host[REGION.event_ring + RING.slots] = EVENT_SLOTS
+
+
+def set_sms(a: PlaneArrays, sms: int, where: str) -> None:
+    """The GPU's SM count, for the per-SM words; a GPU with more SMs than
+    they cover is refused rather than half-managed."""
+    if not 2 <= sms <= S.MAX_SMS:
+        raise ValueError(f"{where}: the GPU has {sms} SMs; the plane needs 2 to {S.MAX_SMS} (isa/abi.toml "
+                         "limits.max_sms: the quota SM mask and the per-SM words cover that many)")
+    a.ctl[S.PLANE.num_sms] = sms
 
 
 def _region_table(program, hook: str, runner: int, map_at: int):

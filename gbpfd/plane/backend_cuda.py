@@ -18,7 +18,7 @@ import numpy as np
 
 from gbpfd.bridge.layout import HEADER, REGION
 from gbpfd.device import state as S
-from gbpfd.plane.arrays import PlaneArrays
+from gbpfd.plane.arrays import PlaneArrays, set_sms
 from gbpfd.plane.options import PlaneOptions
 
 POLL_S = 0.0002
@@ -41,6 +41,15 @@ def non_blocking_stream(cuda, priority: int | None = None):
     if err != driver.CUresult.CUDA_SUCCESS:
         raise RuntimeError(f"cuStreamCreate(non-blocking, priority {priority}) failed: {err}")
     return cuda.external_stream(int(handle))
+
+
+def stream_priority_range() -> tuple[int, int]:
+    """(least, greatest) stream priority of the current context, in CUDA's numbers (greatest is the lowest)."""
+    from cuda.bindings import driver
+    err, least, greatest = driver.cuCtxGetStreamPriorityRange()
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"cuCtxGetStreamPriorityRange failed: {err}")
+    return least, greatest
 
 
 def wait_for_stream(stream, timeout_s: float, what: str) -> None:
@@ -94,6 +103,7 @@ class CudaBackend:
         dev = cuda.get_current_device()
         self.gpu_name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
         self.sms = dev.MULTIPROCESSOR_COUNT
+        set_sms(arrays, self.sms, f"CudaBackend ({self.gpu_name})")
         self.total_slots = options.cta_slots or (self.sms - 1) * options.slots_per_sm
         self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
         self.ack_timeout_s = options.ack_timeout_s

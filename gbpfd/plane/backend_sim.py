@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gbpfd.bridge.layout import HEADER
-from gbpfd.plane.arrays import PlaneArrays
+from gbpfd.plane.arrays import PlaneArrays, set_sms
 from gbpfd.plane.options import PlaneOptions
 from gbpfd.sim.device import SimDevice
 
@@ -17,6 +17,7 @@ class SimBackend:
         self.device = SimDevice(arrays, options.sim, int(options.topup_poll_us * 1000))
         self.arrays = arrays
         self.sms = options.sim.num_sms
+        set_sms(arrays, self.sms, "SimBackend")
         self.total_slots = options.cta_slots or (options.sim.num_sms - 1) * options.sim.slots_per_sm
         self.heartbeat_timeout_ns = int(options.heartbeat_timeout_ms * 1e6)
 

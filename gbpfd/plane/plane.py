@@ -374,6 +374,19 @@ class Plane:
     def running(self) -> bool:
         return self._started
 
+    def high_priority_stream(self):
+        """A new CUDA stream of the device's greatest priority that never
+        waits for the default stream: where a latency-critical tenant's
+        kernels go, so that their CTAs are dispatched before waiting
+        best-effort ones (docs/isolation.md).  GPU backend only: on the
+        simulated device, give ``priority=`` to ``plane.device.launch``."""
+        self._require_running("high_priority_stream")
+        if self.simulated:
+            raise PlaneError("Plane.high_priority_stream: the simulated device has no CUDA streams; pass "
+                             "priority=-1 to plane.device.launch(...)")
+        from gbpfd.plane.backend_cuda import non_blocking_stream, stream_priority_range
+        return non_blocking_stream(self._backend.cuda, stream_priority_range()[1])
+
     def announce_launch(self, tenant: int) -> None:
         """Tell the control CTA a kernel of ``tenant`` is being launched (it
         counts towards the fair share from the next tick)."""

@@ -14,8 +14,12 @@
  * left are a claim on the same slots, so admissions and tokens together never
  * pass the allowance); dma_tick adds one epoch
  * of dma_bytes_per_epoch to the byte tokens, banking at most two epochs;
- * warp_throttle_tick sets the warp cap to the quota's warp_cap.  There is
- * no therm_tick program: the plane then leaves the GPU-wide cap alone.
+ * warp_throttle_tick sets the warp cap to the quota's warp_cap; sm_tick
+ * drains the last min(lc_reserved, num_sms / 2) SMs while a latency-critical
+ * tenant is active and for HOLD_NS after (best-effort persistent workers
+ * leave them at their next block boundary, so the latency-critical CTAs find
+ * empty SMs), and nothing otherwise.  There is no therm_tick program: the
+ * plane then leaves the GPU-wide cap alone.
  *
  * Works when the host publishes a quota record per tenant and the plane
  * fills total_slots, be_weight_sum and lc_reserved from the same snapshot.
@@ -25,11 +29,17 @@
  * outside the quota map) gets allowance 0, so no CTA tokens and every
  * admission denied, no byte tokens (banked ones are dropped) and a warp cap
  * of 0.  A snapshot whose lc_reserved covers every slot leaves each active
- * best-effort tenant one CTA (plus burst), not none.
+ * best-effort tenant one CTA (plus burst), not none.  Draining needs the
+ * best-effort work in persistent mode (a gate-mode CTA cannot leave its SM);
+ * the first latency-critical launch after an idle longer than HOLD_NS waits
+ * for one best-effort block (or runs beside it), and best-effort tenants
+ * never lose more than half the SMs to it.
  */
 #include "gbpfd.h"
 
 #define CLASS_LATENCY_CRITICAL 1
+/* how long SMs stay drained after the last latency-critical activity: longer than the gaps between its launches */
+#define HOLD_NS 20000000ULL
 #define U64_MAX 0xffffffffffffffffULL
 
 struct {
@@ -115,5 +125,20 @@ int baseline_warp(struct gbpfd_warp_throttle_tick_ctx *ctx)
 	const struct gbpfd_quota *q = quota_of(ctx->tenant);
 
 	ctx->warp_cap = q ? q->warp_cap : 0;
+	return 0;
+}
+
+SEC("sm_tick")
+int baseline_sm(struct gbpfd_sm_tick_ctx *ctx)
+{
+	__u32 count = 0;
+
+	if (ctx->lc_active || ctx->lc_idle_ns < HOLD_NS) {
+		count = ctx->lc_reserved;
+		if (count > ctx->num_sms / 2)
+			count = ctx->num_sms / 2;
+	}
+	ctx->drain_first = count ? ctx->num_sms - count : 0;
+	ctx->drain_count = count;
 	return 0;
 }

@@ -17,13 +17,14 @@ from gbpfd.isa.load import load_program
 from gbpfd.isa.program import Program
 
 POLICIES_DIR = Path(__file__).resolve().parent
-BASELINE_HOOKS = ("tick", "cta_admit", "dma_tick", "warp_throttle_tick")
+BASELINE_HOOKS = ("tick", "cta_admit", "dma_tick", "warp_throttle_tick", "sm_tick")
 BASELINE_OBJECT = "baseline.o"
 BASELINE_ASM = {
     "tick": "baseline_tick.s",
     "cta_admit": "baseline_admit.s",
     "dma_tick": "baseline_dma.s",
     "warp_throttle_tick": "baseline_warp.s",
+    "sm_tick": "baseline_sm.s",
 }
 BASELINE_FORMS = ("c", "asm")
 

@@ -42,7 +42,11 @@ struct gbpfd_quota {
 	__u64 dma_bytes_per_epoch; /* read-only: paced-copy bytes per DMA epoch */
 	__u32 burst; /* read-only: CTA tokens a tenant may bank beyond its share */
 	__u32 present; /* read-only: 1 when this tenant slot is in use */
-	__u8 __reserved32[32];
+	__u32 max_ctas_per_sm; /* read-only: the most persistent workers of this tenant on one SM (0 = no per-SM cap) */
+	__u8 __pad36[4];
+	__u64 sm_mask0; /* read-only: SMs 0-63 this tenant's persistent workers may use, bit i = SM i (sm_mask0-2 all 0: every SM) */
+	__u64 sm_mask1; /* read-only: SMs 64-127, bit i = SM 64 + i */
+	__u64 sm_mask2; /* read-only: SMs 128-191, bit i = SM 128 + i */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_quota, weight) == 0 && sizeof(((struct gbpfd_quota *)0)->weight) == 4, "gbpfd_quota.weight layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_quota, class) == 4 && sizeof(((struct gbpfd_quota *)0)->class) == 4, "gbpfd_quota.class layout");
@@ -51,6 +55,10 @@ _Static_assert(__builtin_offsetof(struct gbpfd_quota, warp_cap) == 12 && sizeof(
 _Static_assert(__builtin_offsetof(struct gbpfd_quota, dma_bytes_per_epoch) == 16 && sizeof(((struct gbpfd_quota *)0)->dma_bytes_per_epoch) == 8, "gbpfd_quota.dma_bytes_per_epoch layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_quota, burst) == 24 && sizeof(((struct gbpfd_quota *)0)->burst) == 4, "gbpfd_quota.burst layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_quota, present) == 28 && sizeof(((struct gbpfd_quota *)0)->present) == 4, "gbpfd_quota.present layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_quota, max_ctas_per_sm) == 32 && sizeof(((struct gbpfd_quota *)0)->max_ctas_per_sm) == 4, "gbpfd_quota.max_ctas_per_sm layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_quota, sm_mask0) == 40 && sizeof(((struct gbpfd_quota *)0)->sm_mask0) == 8, "gbpfd_quota.sm_mask0 layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_quota, sm_mask1) == 48 && sizeof(((struct gbpfd_quota *)0)->sm_mask1) == 8, "gbpfd_quota.sm_mask1 layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_quota, sm_mask2) == 56 && sizeof(((struct gbpfd_quota *)0)->sm_mask2) == 8, "gbpfd_quota.sm_mask2 layout");
 _Static_assert(sizeof(struct gbpfd_quota) == 64, "gbpfd_quota size");
 
 /* ---- counters record: one tenant's counters: eight kept by the plane, eight for the policy (counter_add) */
@@ -62,7 +70,7 @@ struct gbpfd_counters {
 	__u64 dma_bytes; /* read-only: bytes moved by paced copies */
 	__u64 throttled_ns; /* read-only: warp-throttled time */
 	__u64 faults; /* read-only: policy faults (fuel, bounds) for this tenant */
-	__u64 plane_reserved; /* read-only: reserved */
+	__u64 drained; /* read-only: persistent workers that left their SM at a block boundary: it was drained for latency-critical work, outside the tenant's SM mask, or over its max_ctas_per_sm */
 	__u64 user0; /* read-only: policy counter 0 (counter_add index 0) */
 	__u64 user1; /* read-only: policy counter 1 */
 	__u64 user2; /* read-only: policy counter 2 */
@@ -79,7 +87,7 @@ _Static_assert(__builtin_offsetof(struct gbpfd_counters, tokens_granted) == 24 &
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, dma_bytes) == 32 && sizeof(((struct gbpfd_counters *)0)->dma_bytes) == 8, "gbpfd_counters.dma_bytes layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, throttled_ns) == 40 && sizeof(((struct gbpfd_counters *)0)->throttled_ns) == 8, "gbpfd_counters.throttled_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, faults) == 48 && sizeof(((struct gbpfd_counters *)0)->faults) == 8, "gbpfd_counters.faults layout");
-_Static_assert(__builtin_offsetof(struct gbpfd_counters, plane_reserved) == 56 && sizeof(((struct gbpfd_counters *)0)->plane_reserved) == 8, "gbpfd_counters.plane_reserved layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_counters, drained) == 56 && sizeof(((struct gbpfd_counters *)0)->drained) == 8, "gbpfd_counters.drained layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, user0) == 64 && sizeof(((struct gbpfd_counters *)0)->user0) == 8, "gbpfd_counters.user0 layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, user1) == 72 && sizeof(((struct gbpfd_counters *)0)->user1) == 8, "gbpfd_counters.user1 layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_counters, user2) == 80 && sizeof(((struct gbpfd_counters *)0)->user2) == 8, "gbpfd_counters.user2 layout");
@@ -98,6 +106,10 @@ _Static_assert(sizeof(struct gbpfd_counters) == 128, "gbpfd_counters size");
 #define GBPFD_QUOTA_DMA_BYTES_PER_EPOCH 4
 #define GBPFD_QUOTA_BURST 5
 #define GBPFD_QUOTA_PRESENT 6
+#define GBPFD_QUOTA_MAX_CTAS_PER_SM 7
+#define GBPFD_QUOTA_SM_MASK0 8
+#define GBPFD_QUOTA_SM_MASK1 9
+#define GBPFD_QUOTA_SM_MASK2 10
 
 /* ---- hook tick: runs once per tenant each tick in the control CTA; refills the tenant's CTA tokens; returns 0 */
 struct gbpfd_tick_ctx {
@@ -113,6 +125,7 @@ struct gbpfd_tick_ctx {
 	__u32 total_slots; /* read-only: CTA slots of the worker SMs */
 	__u32 be_weight_sum; /* read-only: sum of the weights of the best-effort tenants active in the last activity window */
 	__u32 lc_reserved; /* read-only: sum of max_ctas over the latency-critical tenants: the slots held back for them */
+	__u32 block_ns; /* read-only: this tenant's persistent blocks' mean length, ns (a moving average over the last 8 or so; 0 before its first) */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, now_ns) == 0 && sizeof(((struct gbpfd_tick_ctx *)0)->now_ns) == 8, "gbpfd_tick_ctx.now_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, dt_ns) == 8 && sizeof(((struct gbpfd_tick_ctx *)0)->dt_ns) == 8, "gbpfd_tick_ctx.dt_ns layout");
@@ -126,6 +139,7 @@ _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, total_running) == 40 &&
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, total_slots) == 44 && sizeof(((struct gbpfd_tick_ctx *)0)->total_slots) == 4, "gbpfd_tick_ctx.total_slots layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, be_weight_sum) == 48 && sizeof(((struct gbpfd_tick_ctx *)0)->be_weight_sum) == 4, "gbpfd_tick_ctx.be_weight_sum layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, lc_reserved) == 52 && sizeof(((struct gbpfd_tick_ctx *)0)->lc_reserved) == 4, "gbpfd_tick_ctx.lc_reserved layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_tick_ctx, block_ns) == 56 && sizeof(((struct gbpfd_tick_ctx *)0)->block_ns) == 4, "gbpfd_tick_ctx.block_ns layout");
 
 /* ---- hook cta_admit: runs for each admission request that found no token; decides admit or defer; returns 1 = admit one CTA now, 0 = defer (the request is asked again next tick) */
 struct gbpfd_cta_admit_ctx {
@@ -138,9 +152,10 @@ struct gbpfd_cta_admit_ctx {
 	__u32 cta_tokens; /* read-only: this tenant's CTA tokens (0 when the request path runs) */
 	__u32 total_running; /* read-only: CTAs of all tenants running now */
 	__u32 total_slots; /* read-only: CTA slots of the worker SMs */
-	__u32 place_sm; /* read-write: SM to place the CTA on; -1 (the default) = anywhere */
+	__u32 sm; /* read-only: the SM the requesting CTA runs on (a CTA cannot be moved: a policy that wants it elsewhere defers it) */
 	__u32 be_weight_sum; /* read-only: sum of the weights of the best-effort tenants active in the last activity window */
 	__u32 lc_reserved; /* read-only: sum of max_ctas over the latency-critical tenants: the slots held back for them */
+	__u32 block_ns; /* read-only: this tenant's persistent blocks' mean length, ns (a moving average over the last 8 or so; 0 before its first) */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, now_ns) == 0 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->now_ns) == 8, "gbpfd_cta_admit_ctx.now_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, wait_ns) == 8 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->wait_ns) == 8, "gbpfd_cta_admit_ctx.wait_ns layout");
@@ -151,9 +166,10 @@ _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, queued_ctas) == 28
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, cta_tokens) == 32 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->cta_tokens) == 4, "gbpfd_cta_admit_ctx.cta_tokens layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, total_running) == 36 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->total_running) == 4, "gbpfd_cta_admit_ctx.total_running layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, total_slots) == 40 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->total_slots) == 4, "gbpfd_cta_admit_ctx.total_slots layout");
-_Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, place_sm) == 44 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->place_sm) == 4, "gbpfd_cta_admit_ctx.place_sm layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, sm) == 44 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->sm) == 4, "gbpfd_cta_admit_ctx.sm layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, be_weight_sum) == 48 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->be_weight_sum) == 4, "gbpfd_cta_admit_ctx.be_weight_sum layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, lc_reserved) == 52 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->lc_reserved) == 4, "gbpfd_cta_admit_ctx.lc_reserved layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_cta_admit_ctx, block_ns) == 56 && sizeof(((struct gbpfd_cta_admit_ctx *)0)->block_ns) == 4, "gbpfd_cta_admit_ctx.block_ns layout");
 
 /* ---- hook dma_tick: runs once per tenant each DMA epoch; refills the tenant's paced-copy byte tokens; returns 0 */
 struct gbpfd_dma_tick_ctx {
@@ -210,6 +226,34 @@ _Static_assert(__builtin_offsetof(struct gbpfd_therm_tick_ctx, power_mw) == 24 &
 _Static_assert(__builtin_offsetof(struct gbpfd_therm_tick_ctx, sm_clock_mhz) == 28 && sizeof(((struct gbpfd_therm_tick_ctx *)0)->sm_clock_mhz) == 4, "gbpfd_therm_tick_ctx.sm_clock_mhz layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_therm_tick_ctx, throttle_reasons) == 32 && sizeof(((struct gbpfd_therm_tick_ctx *)0)->throttle_reasons) == 8, "gbpfd_therm_tick_ctx.throttle_reasons layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_therm_tick_ctx, global_cta_cap) == 40 && sizeof(((struct gbpfd_therm_tick_ctx *)0)->global_cta_cap) == 4, "gbpfd_therm_tick_ctx.global_cta_cap layout");
+
+/* ---- hook sm_tick: runs once each tick (plane-wide, after tick); chooses the SMs drained for latency-critical work: best-effort persistent workers leave a drained SM at their next block boundary, so the latency-critical tenants' CTAs find it empty; returns 0 */
+struct gbpfd_sm_tick_ctx {
+	__u64 now_ns; /* read-only: %globaltimer at the tick */
+	__u64 dt_ns; /* read-only: time since the last sm_tick */
+	__u32 num_sms; /* read-only: SMs of the GPU */
+	__u32 control_sm; /* read-only: the control CTA's SM (never drained: nothing else runs there) */
+	__u32 lc_active; /* read-only: latency-critical tenants with a launch announced and not finished, or a CTA running */
+	__u32 lc_running; /* read-only: CTAs of the latency-critical tenants running now */
+	__u64 lc_idle_ns; /* read-only: time since a latency-critical tenant was last active (0 while one is) */
+	__u32 lc_reserved; /* read-only: sum of max_ctas over the latency-critical tenants */
+	__u32 be_workers; /* read-only: persistent workers of the best-effort tenants on SMs now */
+	__u32 be_block_ns; /* read-only: the longest mean block length of the best-effort tenants, ns: how long a drain waits for a worker to leave */
+	__u32 drain_first; /* read-write: first SM of the drained range; the value left here is kept */
+	__u32 drain_count; /* read-write: SMs drained, from drain_first on (0 = none; a range past the last SM is cut at it); the value left here is kept */
+};
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, now_ns) == 0 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->now_ns) == 8, "gbpfd_sm_tick_ctx.now_ns layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, dt_ns) == 8 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->dt_ns) == 8, "gbpfd_sm_tick_ctx.dt_ns layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, num_sms) == 16 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->num_sms) == 4, "gbpfd_sm_tick_ctx.num_sms layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, control_sm) == 20 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->control_sm) == 4, "gbpfd_sm_tick_ctx.control_sm layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, lc_active) == 24 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->lc_active) == 4, "gbpfd_sm_tick_ctx.lc_active layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, lc_running) == 28 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->lc_running) == 4, "gbpfd_sm_tick_ctx.lc_running layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, lc_idle_ns) == 32 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->lc_idle_ns) == 8, "gbpfd_sm_tick_ctx.lc_idle_ns layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, lc_reserved) == 40 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->lc_reserved) == 4, "gbpfd_sm_tick_ctx.lc_reserved layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, be_workers) == 44 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->be_workers) == 4, "gbpfd_sm_tick_ctx.be_workers layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, be_block_ns) == 48 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->be_block_ns) == 4, "gbpfd_sm_tick_ctx.be_block_ns layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, drain_first) == 52 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->drain_first) == 4, "gbpfd_sm_tick_ctx.drain_first layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, drain_count) == 56 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->drain_count) == 4, "gbpfd_sm_tick_ctx.drain_count layout");
 
 /* ---- helpers */
 /* pointer to the value at index *key, or NULL when the index is out of range; test it against 0 before use */

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gbpfd.errors import InputError
 from gbpfd.quotas.access import Access, parse_access
-from gbpfd.quotas.schema import FIELD_BY_NAME, FIELDS, MAX_TENANTS, MIN_TENANTS, NAME, FieldSpec
+from gbpfd.quotas.schema import ALL_SMS, FIELD_BY_NAME, FIELDS, MAX_SMS, MAX_TENANTS, MIN_TENANTS, NAME, FieldSpec
 
 DICT_SOURCE = "<dict>"
 TOP_LEVEL_KEYS = ("tenants", "access")
@@ -43,6 +43,8 @@ class Tenant:
     warp_cap: int
     dma_bytes_per_epoch: int
     burst: int
+    max_ctas_per_sm: int = 0
+    sms: str | tuple[int, ...] = "all"  # "all", or the SM numbers, ascending
 
     @property
     def latency_critical(self) -> bool:
@@ -226,11 +228,13 @@ def _check_tenant(name, body, check: _Checker) -> Tenant:
     for spec in FIELDS:
         if spec.required and spec.name not in body:
             raise check.error(f"tenant {name!r}: missing required field {spec.name!r}", "tenants", name)
-    values = {attribute_name(spec.name): _plain(body.get(spec.name, spec.default)) for spec in FIELDS}
+    values = {attribute_name(spec.name): _normal(spec, body.get(spec.name, spec.default)) for spec in FIELDS}
     return Tenant(name=name, **values)
 
 
 def _value_error(spec: FieldSpec, value) -> str | None:
+    if spec.type == "sms":
+        return _sms_error(value)
     if spec.type == "enum":
         choices = " or ".join(repr(v) for v in spec.values)
         if not isinstance(value, str):
@@ -245,8 +249,36 @@ def _value_error(spec: FieldSpec, value) -> str | None:
     return None
 
 
-def _plain(value):
-    """Integers as ``int`` (a dict may hold numpy integers)."""
+def _sms_error(value) -> str | None:
+    if value == ALL_SMS:
+        return None
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        return f"expected {ALL_SMS!r} or a list of SM numbers and \"A-B\" ranges, got {_describe(value)}"
+    if not value:
+        return f"the list names no SM; give {ALL_SMS!r} for every SM"
+    for i, item in enumerate(value):
+        if _sm_range(item) is None:
+            return (f"item {i} ({_describe(item)}): expected an SM number or an \"A-B\" range with "
+                    f"0 <= A <= B <= {MAX_SMS - 1}")
+    return None
+
+
+def _sm_range(item) -> range | None:
+    """The SMs one list item names, or None when it is not a valid SM number or range."""
+    if isinstance(item, Integral) and not isinstance(item, bool):
+        lo = hi = int(item)
+    elif isinstance(item, str) and re.fullmatch(r"\d+-\d+", item):
+        lo, hi = map(int, item.split("-"))
+    else:
+        return None
+    return range(lo, hi + 1) if 0 <= lo <= hi < MAX_SMS else None
+
+
+def _normal(spec: FieldSpec, value):
+    """A validated value as a Tenant holds it: integers as ``int`` (a dict
+    may hold numpy integers), an SM list as its SM numbers, ascending."""
+    if spec.type == "sms" and value != ALL_SMS:
+        return tuple(sorted({sm for item in value for sm in _sm_range(item)}))
     return int(value) if isinstance(value, Integral) else value
 
 

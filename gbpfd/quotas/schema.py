@@ -15,7 +15,9 @@ from gbpfd.isa.abi import LIMITS
 from gbpfd.resources import shared_file
 
 SCHEMA_PATH = shared_file("quotas", "schema.toml")
-FIELD_TYPES = ("int", "enum")
+FIELD_TYPES = ("int", "enum", "sms")
+ALL_SMS = "all"
+MAX_SMS = LIMITS.max_sms
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,23 @@ class FieldSpec:
     maximum: int | None = None
     values: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # enum: word -> number
     default: int | str | None = None  # None: required
+    record: tuple[str, ...] = ()      # the quota record fields it packs into (default: its own name)
 
     @property
     def required(self) -> bool:
         return self.default is None
 
-    def packed(self, value: int | str) -> int:
-        """The record field's number for a validated value."""
-        return self.values[value] if self.type == "enum" else value
+    @property
+    def record_fields(self) -> tuple[str, ...]:
+        return self.record or (self.name,)
+
+    def packed(self, value) -> int:
+        """The number a validated value packs as (an "sms" field: the mask over all its record fields)."""
+        if self.type == "enum":
+            return self.values[value]
+        if self.type == "sms":
+            return 0 if value == ALL_SMS else sum(1 << sm for sm in set(value))
+        return value
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,8 @@ def _field_spec(entry: dict) -> FieldSpec:
         raise ValueError(f"{SCHEMA_PATH}: field {entry['name']!r}: unknown type {entry['type']!r}, "
                          f"expected one of {', '.join(FIELD_TYPES)}")
     return FieldSpec(entry["name"], entry["type"], entry["doc"], entry.get("min"), entry.get("max"),
-                     MappingProxyType(dict(entry.get("values", {}))), entry.get("default"))
+                     MappingProxyType(dict(entry.get("values", {}))), entry.get("default"),
+                     tuple(entry.get("record", ())))
 
 
 with open(SCHEMA_PATH, "rb") as _fh:

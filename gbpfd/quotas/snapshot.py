@@ -16,7 +16,7 @@ from gbpfd.device.snapshot import META_EPOCH, META_FIRST, META_WORDS, QUOTA_SPAN
 from gbpfd.errors import GbpfdError
 from gbpfd.isa.abi import RECORDS
 from gbpfd.quotas.load import QuotaSet, load_quotas
-from gbpfd.quotas.schema import FIELD_BY_NAME
+from gbpfd.quotas.schema import FIELDS
 from gbpfd.telemetry import Telemetry
 
 QUOTA_RECORD = RECORDS["quota"]
@@ -40,10 +40,22 @@ def pack_quotas(quotas: QuotaSet) -> np.ndarray:
     raw = bytearray(MAX_TENANTS * QUOTA_RECORD.size)
     for slot, tenant in enumerate(quotas.tenants):
         base = slot * QUOTA_RECORD.size
-        for field in QUOTA_RECORD.fields:
-            value = 1 if field.name == "present" else FIELD_BY_NAME[field.name].packed(tenant.field_value(field.name))
-            raw[base + field.offset:base + field.offset + field.size] = value.to_bytes(field.size, "little")
+        _put(raw, base, "present", 1)
+        for spec in FIELDS:
+            value = spec.packed(tenant.field_value(spec.name))
+            for name in spec.record_fields:  # a wide value spreads over its fields, lowest bits first
+                size = _RECORD_FIELDS[name].size
+                _put(raw, base, name, value & ((1 << 8 * size) - 1))
+                value >>= 8 * size
     return np.frombuffer(bytes(raw), dtype="<i8").astype(np.int64)
+
+
+_RECORD_FIELDS = {f.name: f for f in QUOTA_RECORD.fields}
+
+
+def _put(raw: bytearray, base: int, name: str, value: int) -> None:
+    field = _RECORD_FIELDS[name]
+    raw[base + field.offset:base + field.offset + field.size] = value.to_bytes(field.size, "little")
 
 
 def unpack_quotas(words: np.ndarray) -> list[dict[str, int]]:

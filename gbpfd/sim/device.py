@@ -39,6 +39,7 @@ import numpy as np
 from gbpfd.bridge.layout import REGION, RING
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
+from gbpfd.device.topup import top_up_workers
 from gbpfd.plane.arrays import TOPUP_POLL_NS, PlaneArrays
 from gbpfd.sim.model import SimGPU
 from gbpfd.sim.sharing import Sharing
@@ -89,9 +90,12 @@ class _Kernel:
 
 @dataclass
 class _Cta:
-    """One CTA of a kernel, on the SM it was placed on."""
+    """One CTA of a kernel, on the SM it was placed on (a persistent worker:
+    whether it counts as best-effort there, when its block started)."""
     kernel: _Kernel
     sm: SM
+    best_effort: int = 0
+    block_start: int = 0
 
 
 @dataclass
@@ -115,6 +119,7 @@ class Stats:
     posted: int = 0
     answered: int = 0
     denied_exits: int = 0
+    left_sms: int = 0                                 # persistent workers that left a drained (or barred) SM
     relaunches: int = 0
     top_ups: int = 0                                  # persistent workers launched beside a running wave
     blocks_started: dict = field(default_factory=dict)  # (kernel id, block) -> times started
@@ -276,11 +281,13 @@ class SimDevice:
             self.wake_control(free_at + skipped * loop if skipped else nxt)
 
     # ------------------------------------------------------- worker side
-    def post(self, tenant: int, on_decision) -> bool:
-        """Post an admission request now; ``on_decision(decision, seen_ns)``
-        runs when the requester sees the answer.  False: no free slot."""
+    def post(self, tenant: int, on_decision, sm: int = 1) -> bool:
+        """Post an admission request now, from a CTA on SM ``sm`` (a requester
+        with no CTA of its own says 1, a worker SM: the control CTA holds 0);
+        ``on_decision(decision, seen_ns)`` runs when the requester sees the
+        answer.  False: no free slot."""
         posted = self.timer()
-        slot = self.dev.post_request(self.a.ctl, tenant, posted)
+        slot = self.dev.post_request(self.a.ctl, tenant, sm, posted)
         if slot < 0:
             return False
         self.stats.posted += 1
@@ -327,7 +334,7 @@ class SimDevice:
                 self._run_block(cta, None)
             else:
                 if k.run.mode == "persistent":
-                    self.dev.note_worker(self.a.ctl, k.run.tenant, 1)
+                    cta.best_effort = int(self.dev.worker_arrives(self.a.ctl, self.a.flat, k.run.tenant, sm.index))
                 start = self.now + self.gpu.gate_step_ns
                 self.at(start, self._enter, cta, start)
 
@@ -382,13 +389,17 @@ class SimDevice:
         run = KernelRun(tenant, mode, self.now, blocks)
         if mode != "none":
             self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
-        k = _Kernel(run, block_ns, (workers or self.gpu.worker_slots) if mode == "persistent" else blocks,
+        k = _Kernel(run, block_ns, (workers or self.worker_fit(shape)) if mode == "persistent" else blocks,
                     shape, issue, bytes_per_block / block_ns, priority=priority, on_done=on_done)
         self._unfinished[id(run)] = k
         self.at(self.now + self._launch_latency(), self._enqueue_launch, k)
         if mode == "persistent":
             self.at(self.now + self.topup_poll_ns, self._top_up, k)
         return run
+
+    def worker_fit(self, shape: CtaShape) -> int:
+        """Worker CTAs of ``shape`` co-resident beside the control CTA (its occupancy, one SM less)."""
+        return (self.gpu.num_sms - 1) * self.gpu.sm_limits.per_sm(shape)
 
     def _shape(self, threads, registers, shared_bytes) -> CtaShape:
         """The CTA a launch asks for, checked: one that no SM could ever hold is refused."""
@@ -413,9 +424,10 @@ class SimDevice:
         if k.run.done_ns is not None or k.cancelled:
             return
         t = k.run.tenant
-        tokens = int(self.a.ctl[S.TENANT_BASE + t * S.TENANT_STRIDE + S.TENANT.tokens])
-        on_sms = int(self.a.ctl[S.TENANT_BASE + t * S.TENANT_STRIDE + S.TENANT.workers])
-        spare = min(tokens, k.workers - on_sms)
+        base = S.TENANT_BASE + t * S.TENANT_STRIDE
+        max_per_sm = int(self.dev.quota_u32(self.a.flat, t, S.QUOTA.max_ctas_per_sm))
+        spare = top_up_workers(self.a.ctl[base:base + S.TENANT_STRIDE], k.workers,
+                               self.gpu.sm_limits.per_sm(k.shape), max_per_sm)
         if spare > 0 and k.live_workers and k.next_block < k.run.blocks:
             self.stats.top_ups += 1
             self.at(self.now + self._launch_latency(), self._enqueue_workers, k, spare)
@@ -460,10 +472,15 @@ class SimDevice:
             self._worker_exit(cta)
             return
         t = k.run.tenant
+        if k.run.mode == "persistent" and self.dev.worker_must_leave(self.a.ctl, self.a.flat, t, cta.sm.index,
+                                                                     cta.best_effort):
+            self.stats.left_sms += 1
+            self._worker_exit(cta)
+            return
         if self.dev.try_token(self.a.ctl, t, self.timer()):
             self._body(cta, S.ENTER_TOKEN)
             return
-        if not self.post(t, lambda d, when: self._entered(cta, started, d)):
+        if not self.post(t, lambda d, when: self._entered(cta, started, d), cta.sm.index):
             self._retry_or_bypass(cta, started, answered)
 
     def _entered(self, cta: _Cta, started: int, decision: int) -> None:
@@ -507,6 +524,7 @@ class SimDevice:
         key = (k.serial, k.next_block)
         self.stats.blocks_started[key] = self.stats.blocks_started.get(key, 0) + 1
         k.next_block += 1
+        cta.block_start = self.now
         self.sharing.start(cta.sm.index, k.block_ns, k.issue, k.demand, next(self._seq),
                            lambda: self._block_done(cta, how))
 
@@ -514,6 +532,8 @@ class SimDevice:
         k = cta.kernel
         if how is not None:
             self.dev.cta_exit(self.a.ctl, k.run.tenant, how)
+        if k.run.mode == "persistent":
+            self.dev.note_block_ns(self.a.ctl, k.run.tenant, self.now - cta.block_start)
         k.run.blocks_done += 1
         if k.run.mode == "persistent" and k.next_block < k.run.blocks:
             self._enter(cta, self.now)
@@ -523,7 +543,7 @@ class SimDevice:
     def _worker_exit(self, cta: _Cta) -> None:
         k = cta.kernel
         if k.run.mode == "persistent":
-            self.dev.note_worker(self.a.ctl, k.run.tenant, -1)
+            self.dev.worker_leaves(self.a.ctl, k.run.tenant, cta.sm.index, cta.best_effort, self.timer())
         k.live_workers -= 1
         self._release(cta)
         if self._finish_if_done(k):

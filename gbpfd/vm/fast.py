@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from gbpfd.specialize import specialize
 from gbpfd.isa.abi import LIMITS
 from gbpfd.vm import interp
 from gbpfd.vm.decoded import decode_program
@@ -26,8 +27,22 @@ MASK64 = (1 << 64) - 1
 NARGS = 5  # r1-r5
 NREGS = 11
 
+#: How ``execute`` is compiled.  It allocates nothing, so it needs no reference
+#: counting (``_nrt``): with it, every call took and dropped a reference on each
+#: of its eleven arrays, more than half the cost of a call that runs two instructions.
+JIT_OPTIONS = {"nogil": True, "error_model": "numpy", "_nrt": False}
+
+
+def options_tag(options: dict) -> str:
+    """A name suffix that spells ``options``: Numba's disk cache is keyed on a
+    function's name and bytecode, not on its options, so without it a build
+    cached under other options (an older checkout's) would be loaded."""
+    return "".join(f"_{k.strip('_')}_{v}" for k, v in sorted(options.items()))
+
+
 #: the compiled interpreter, for callers that keep their own arrays (benchmarks).
-execute = numba.njit(cache=True, nogil=True, error_model="numpy")(interp.execute)
+execute = specialize([interp.execute], {}, numba.njit(cache=True, **JIT_OPTIONS),
+                     tag=options_tag(JIT_OPTIONS)).execute
 
 # id(program) -> its decoded matrix; an entry leaves with its program (weakref.finalize),
 # so an id is never found again for a different program.  Keyed by identity, because

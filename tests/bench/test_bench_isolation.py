@@ -1,8 +1,8 @@
 """The isolation case on the simulated device at a tiny size: the latency
 reference is one wave, each scenario really ran what it names, and the
 model shows what a GPU shows: LC CTAs that land beside BE CTAs run slower,
-stream priorities beat no plane, and the admission-only plane does not
-keep LC CTAs off BE's SMs."""
+stream priorities beat no plane, the admission-only plane does not keep LC
+CTAs off BE's SMs, and the draining plane does, after its first launch."""
 from __future__ import annotations
 
 from gbpfd.sim.model import sim_gpu
@@ -27,15 +27,24 @@ def test_the_scenarios_run_what_they_name():
         # the plane admits LC CTAs into free slots spread over BE's SMs: they share them and run slower
         assert 0 < beside[f"plane{b}"] <= checks["lc_ctas_per_scenario"], b
         assert f[f"lc_p99_ratio_plane{b}"]["value"] > 1, b
-        for s in ("noplane", "priority", "plane"):
+        # draining: only the first LC kernel, launched before any SM was drained, lands beside BE CTAs
+        assert beside[f"plane_drain{b}"] <= p["lc_ctas"] < beside[f"plane{b}"], b
+        assert f[f"lc_p50_plane_drain{b}_us"]["value"] < f[f"lc_p50_plane{b}_us"]["value"], b
+        assert f[f"drains_plane_drain{b}"]["value"] > 0 and f[f"drains_plane{b}"]["value"] == 0, b
+        assert f[f"be_workers_left_drained_plane_drain{b}"]["value"] >= f[f"drains_plane_drain{b}"]["value"], b
+        assert 0 < f[f"drain_wait_mean_plane_drain{b}_us"]["value"] <= f[f"drain_wait_max_plane_drain{b}_us"]["value"]
+        for s in ("noplane", "priority", "plane", "plane_drain"):
             assert f[f"be_throughput_ratio_{s}{b}"]["samples"] > 0, (s, b)
             assert f[f"lc_p50_{s}{b}_us"]["value"] <= f[f"lc_p99_{s}{b}_us"]["value"], (s, b)
-        assert checks[f"plane{b}_infer"]["admitted"] == (2 if b == "" else 1) * p["sim_lc_kernels"] * p["lc_ctas"], b
-        assert checks[f"plane{b}_train"]["admitted"] > 0, b
-        assert checks[f"plane{b}_infer"]["bypassed"] == checks[f"plane{b}_train"]["bypassed"] == 0, b
+        for s in ("plane", "plane_drain"):
+            lc_runs = 2 if (s, b) == ("plane", "") else 1  # the first plane also ran the LC-alone scenario
+            assert checks[f"{s}{b}_infer"]["admitted"] == lc_runs * p["sim_lc_kernels"] * p["lc_ctas"], (s, b)
+            assert checks[f"{s}{b}_train"]["admitted"] > 0, (s, b)
+            assert checks[f"{s}{b}_infer"]["bypassed"] == checks[f"{s}{b}_train"]["bypassed"] == 0, (s, b)
     # the memory-bound BE body alone is held to the HBM bandwidth
     block_bytes = p["sim_memory_demand"] * gpu.hbm_bytes_per_s * p["sim_be_cta_us"] * 1e-6 / (
         gpu.num_sms * gpu.slots_per_sm)
     assert f["be_alone_mem_blocks_per_s"]["value"] <= 1.01 * gpu.hbm_bytes_per_s / block_bytes
     assert set(entry["cdfs"]) == {"lc_alone", "lc_plane_alone", *(f"lc_{s}{b}" for b in BODIES
-                                                                 for s in ("noplane", "priority", "plane"))}
+                                                                 for s in ("noplane", "priority", "plane",
+                                                                           "plane_drain"))}

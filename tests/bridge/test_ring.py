@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from gbpfd.bridge import layout
 from gbpfd.bridge.events import Event
 from gbpfd.bridge.ring import CommandRing, EventRing, RingFullError, init_rings
-from gbpfd.device import prims_cpu, ringbuf, targets
+from gbpfd.device import prims_cpu, ringbuf
+from gbpfd.specialize import specialize
 from gbpfd.errors import GbpfdError
 
 COMMAND_WORDS = len(layout.COMMAND)
@@ -56,7 +57,7 @@ def take_commands(host, out):
     return taken
 
 
-DEVICE = targets.specialize((*ringbuf.DEVICE_FUNCTIONS, event_word, push_events, take_commands), prims_cpu.PRIMS,
+DEVICE = specialize((*ringbuf.DEVICE_FUNCTIONS, event_word, push_events, take_commands), prims_cpu.PRIMS,
                             numba.njit(nogil=True))
 
 

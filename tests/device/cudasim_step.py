@@ -28,7 +28,7 @@ housekeeping, serve_slot, try_token, post_request, poll_request, cta_exit = (
 def step_kernel(ctl, host, code, flat8, flat, desc, regs, frames, vmout, tenant, out):
     out[0] = housekeeping(1_000, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
     out[1] = try_token(ctl, tenant, 1_100)
-    slot = post_request(ctl, tenant, 1_200)
+    slot = post_request(ctl, tenant, 1, 1_200)
     out[2] = slot
     out[3] = poll_request(ctl, slot)
     out[4] = serve_slot(slot, 1_500, ctl, host, code, flat8, flat, desc, regs, frames, vmout)

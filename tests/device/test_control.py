@@ -15,7 +15,7 @@ from gbpfd.bridge.ring import CommandRing, EventRing
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
 from gbpfd.device.control import COMMANDS_PER_LOOP
-from gbpfd.device.gates import counter_word, slot_word, tenant_word
+from gbpfd.device.gates import counter_word, slot_word, sm_word, tenant_word
 from gbpfd.device.snapshot import SEQ_WORD, SNAPSHOT_TRIES
 from gbpfd.isa.asm import assemble
 from gbpfd.plane import arrays as A
@@ -27,6 +27,8 @@ from gbpfd.vm import status
 DEMO = load_quotas(shared_file("quotas", "demo.toml"))
 INFER, TRAIN, BATCH = (DEMO.index(n) for n in ("infer", "train", "batch"))
 TOTAL_SLOTS = 100
+NUM_SMS = 132  # an H100's; the control CTA is on SM 0 (the ctl word starts at 0)
+HOLD_NS = 20_000_000  # the baseline sm_tick's hold after the last latency-critical activity
 # demo.toml over 100 slots: infer (latency-critical) holds back its max_ctas, 16;
 # train and batch (weights 3 and 1) share the 84 left while both are active.
 ALLOWANCE = {INFER: 16, TRAIN: 84 * 3 // 4, BATCH: 84 * 1 // 4}
@@ -52,6 +54,7 @@ class Rig:
         self.a = A.allocate()
         A.initialise(self.a, A.Periods(), wait_bound_ns=2_000_000, active_window_ns=active_window_ns,
                      sample_every=sample_every)
+        A.set_sms(self.a, NUM_SMS, "the test rig")
         if baseline:
             for hook, program in baseline_programs("c").items():
                 A.install_baseline(self.a, hook, program, BASELINE_IDS[hook])
@@ -78,7 +81,7 @@ class Rig:
         return int(self.dev.housekeeping(now, *self.a.device_args()))
 
     def post(self, t: int, now: int) -> int:
-        s = int(self.dev.post_request(self.ctl, t, now))
+        s = int(self.dev.post_request(self.ctl, t, 1, now))
         assert s >= 0
         return s
 
@@ -578,3 +581,70 @@ def test_the_heartbeat_and_loop_count_advance_every_housekeeping(rig):
         assert rig.a.host[HEADER.heartbeat_ns] == T_ADOPT + k
     # counted in device memory each iteration, copied to the host area each tick
     assert rig.a.ctl[S.PLANE.loops] == loops + 3
+
+
+# ------------------------------------------------------------------ sm_tick
+
+def drained(r) -> list:
+    return [sm for sm in range(NUM_SMS) if r.ctl[sm_word(sm, S.SM.drained)] == 1]
+
+
+def lc_launch(r, launched: int, finished: int) -> None:
+    """The host's launch words for infer: ``launched`` announced, ``finished`` reported."""
+    r.a.host[REGION.demand + INFER] = launched
+    r.a.host[REGION.finished + INFER] = finished
+
+
+def test_nothing_is_drained_before_a_latency_critical_tenant_is_active(rig):
+    assert rig.housekeeping(T_TICK) == 0
+    assert drained(rig) == [] and rig.a.host[HEADER.drained_sms] == 0
+    assert [rig.tenant(t, S.TENANT.worker_sms) for t in (INFER, TRAIN, BATCH)] == [NUM_SMS - 1] * 3
+
+
+def test_a_latency_critical_launch_drains_its_max_ctas_sms_for_best_effort_workers(rig):
+    lc_launch(rig, 1, 0)
+    assert rig.housekeeping(T_TICK) == 0
+    assert drained(rig) == list(range(NUM_SMS - 16, NUM_SMS))  # infer's max_ctas, the last SMs
+    assert all(rig.ctl[sm_word(sm, S.SM.drained_ns)] == T_TICK for sm in drained(rig))
+    assert rig.a.host[HEADER.drained_sms] == 16
+    # best-effort workers may stay on the SMs left; the latency-critical tenant on all of them
+    assert [rig.tenant(t, S.TENANT.worker_sms) for t in (INFER, TRAIN, BATCH)] == [
+        NUM_SMS - 1, NUM_SMS - 17, NUM_SMS - 17]
+
+
+def test_the_drain_holds_past_the_launch_then_clears(rig):
+    lc_launch(rig, 1, 0)
+    assert rig.housekeeping(T_TICK) == 0
+    lc_launch(rig, 1, 1)  # finished: held for HOLD_NS after the last activity
+    assert rig.housekeeping(2 * T_TICK) == 0
+    assert len(drained(rig)) == 16
+    assert rig.housekeeping(T_TICK + HOLD_NS - T_TICK // 2) == 0
+    assert len(drained(rig)) == 16
+    assert rig.housekeeping(T_TICK + HOLD_NS + T_TICK) == 0
+    assert drained(rig) == [] and rig.tenant(TRAIN, S.TENANT.worker_sms) == NUM_SMS - 1
+
+
+def test_the_control_ctas_sm_is_never_marked(rig):
+    rig.ctl[S.PLANE.smid] = NUM_SMS - 1
+    lc_launch(rig, 1, 0)
+    assert rig.housekeeping(T_TICK) == 0
+    assert drained(rig) == list(range(NUM_SMS - 16, NUM_SMS - 1))
+    assert rig.a.host[HEADER.drained_sms] == 15
+    assert rig.tenant(TRAIN, S.TENANT.worker_sms) == NUM_SMS - 16
+
+
+def test_a_policy_range_past_the_last_sm_is_cut(rig):
+    rig.swap_in("sm_tick", ".name wide\n.hook sm_tick\nstw [%r1+52], 130\nstw [%r1+56], 50\nmov %r0, 0\nexit\n", 99)
+    assert rig.housekeeping(T_TICK) == 0
+    assert drained(rig) == [130, 131]
+
+
+def test_an_sm_mask_bounds_a_tenants_worker_sms(dev):
+    r = Rig(dev)
+    r.publish(DEMO.with_fields("train", sms=[0, 1, 2, "125-131"]))
+    assert r.housekeeping(T_ADOPT) == 0
+    # SM 0 is the control CTA's; 2 + 7 SMs are left
+    assert r.tenant(TRAIN, S.TENANT.worker_sms) == 9
+    lc_launch(r, 1, 0)
+    assert r.housekeeping(T_TICK) == 0
+    assert r.tenant(TRAIN, S.TENANT.worker_sms) == 2  # 125-131 are drained

@@ -8,10 +8,11 @@ from hypothesis import strategies as st
 
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
-from gbpfd.device.gates import counter_word, slot_word, tenant_word
+from gbpfd.device.gates import counter_word, sm_tenant_word, sm_word, slot_word, tenant_word
 from gbpfd.plane import arrays as A
 
 NOW = 5_000
+SM = 5  # the SM the requesting CTAs run on
 
 
 @pytest.fixture(scope="module")
@@ -89,28 +90,28 @@ def test_tokens_run_out_after_exactly_that_many_grants(dev, a):
 # ------------------------------------------------------------ request slots
 
 def test_post_request_claims_distinct_slots_until_all_are_taken(dev, a):
-    slots = [int(dev.post_request(a.ctl, 3, NOW + i)) for i in range(S.NSLOTS)]
+    slots = [int(dev.post_request(a.ctl, 3, SM, NOW + i)) for i in range(S.NSLOTS)]
     assert sorted(slots) == list(range(S.NSLOTS))
     for i, s in enumerate(slots):
         assert slot(a, s, S.SLOT.state) == S.POSTED
         assert slot(a, s, S.SLOT.tenant) == 3
         assert slot(a, s, S.SLOT.post_ns) == NOW + i
     assert tenant(a, 3, S.TENANT.queued) == S.NSLOTS
-    assert dev.post_request(a.ctl, 3, NOW) == -1
-    assert dev.post_request(a.ctl, 4, NOW) == -1
+    assert dev.post_request(a.ctl, 3, SM, NOW) == -1
+    assert dev.post_request(a.ctl, 4, SM, NOW) == -1
     assert tenant(a, 3, S.TENANT.queued) == S.NSLOTS
     assert tenant(a, 4, S.TENANT.queued) == 0
 
 
 def test_poll_before_a_decision_returns_minus_one(dev, a):
-    s = dev.post_request(a.ctl, 0, NOW)
+    s = dev.post_request(a.ctl, 0, SM, NOW)
     assert s >= 0
     assert dev.poll_request(a.ctl, s) == -1
     assert slot(a, s, S.SLOT.state) == S.POSTED
 
 
 def test_poll_after_a_decision_returns_it_once_and_frees_the_slot(dev, a):
-    s = dev.post_request(a.ctl, 0, NOW)
+    s = dev.post_request(a.ctl, 0, SM, NOW)
     assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1  # no program: admit
     assert dev.poll_request(a.ctl, s) == S.ADMIT
     assert slot(a, s, S.SLOT.state) == S.FREE
@@ -118,7 +119,7 @@ def test_poll_after_a_decision_returns_it_once_and_frees_the_slot(dev, a):
 
 
 def test_abandon_before_the_control_cta_serves_withdraws_the_request(dev, a):
-    s = dev.post_request(a.ctl, 1, NOW)
+    s = dev.post_request(a.ctl, 1, SM, NOW)
     assert tenant(a, 1, S.TENANT.queued) == 1
     assert dev.abandon_request(a.ctl, s) == -1
     assert slot(a, s, S.SLOT.state) == S.FREE
@@ -130,7 +131,7 @@ def test_abandon_before_the_control_cta_serves_withdraws_the_request(dev, a):
 
 
 def test_abandon_after_an_admission_returns_it_never_granted_and_bypassed(dev, a):
-    s = dev.post_request(a.ctl, 1, NOW)
+    s = dev.post_request(a.ctl, 1, SM, NOW)
     assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1
     assert dev.abandon_request(a.ctl, s) == S.ADMIT
     assert slot(a, s, S.SLOT.state) == S.FREE
@@ -142,7 +143,7 @@ def test_abandon_after_an_admission_returns_it_never_granted_and_bypassed(dev, a
 def test_abandon_while_the_control_cta_decides_takes_the_admission_back(dev, a):
     """The worker gives up between the control CTA's claim and its decision:
     the request ends bypassed, the admission is taken back, the slot freed."""
-    s = dev.post_request(a.ctl, 1, NOW)
+    s = dev.post_request(a.ctl, 1, SM, NOW)
     a.ctl[slot_word(s, S.SLOT.state)] = S.SERVING  # the control CTA claimed it (serve_slot's first step)
     assert dev.abandon_request(a.ctl, s) == -1
     assert slot(a, s, S.SLOT.state) == S.ABANDONED
@@ -151,12 +152,12 @@ def test_abandon_while_the_control_cta_decides_takes_the_admission_back(dev, a):
     assert tenant(a, 1, S.TENANT.running) == 0 and int(a.ctl[S.PLANE.total_running]) == 0
     assert counter(a, 1, S.COUNTER.deferred) == 0
     assert tenant(a, 1, S.TENANT.queued) == 0
-    assert dev.post_request(a.ctl, 1, NOW + 200) >= 0  # the slot is usable again
+    assert dev.post_request(a.ctl, 1, SM, NOW + 200) >= 0  # the slot is usable again
 
 
 def test_abandon_after_a_deferral_returns_it(dev, a):
     a.ctl[S.PLANE.global_cta_cap] = 0  # the control CTA defers without running a policy
-    s = dev.post_request(a.ctl, 1, NOW)
+    s = dev.post_request(a.ctl, 1, SM, NOW)
     assert dev.serve_slot(s, NOW + 100, *a.device_args()) == 1
     assert dev.abandon_request(a.ctl, s) == S.DEFER
     assert slot(a, s, S.SLOT.state) == S.FREE
@@ -165,10 +166,10 @@ def test_abandon_after_a_deferral_returns_it(dev, a):
 
 
 def test_a_freed_slot_is_claimed_again(dev, a):
-    slots = [dev.post_request(a.ctl, 0, NOW) for _ in range(S.NSLOTS)]
-    assert dev.post_request(a.ctl, 0, NOW) == -1
+    slots = [dev.post_request(a.ctl, 0, SM, NOW) for _ in range(S.NSLOTS)]
+    assert dev.post_request(a.ctl, 0, SM, NOW) == -1
     dev.abandon_request(a.ctl, slots[17])
-    assert dev.post_request(a.ctl, 5, NOW + 1) == slots[17]
+    assert dev.post_request(a.ctl, 5, SM, NOW + 1) == slots[17]
     assert slot(a, slots[17], S.SLOT.tenant) == 5
 
 
@@ -207,11 +208,84 @@ def test_count_block_counts_admitted_blocks(dev, a, how, admitted):
     assert counter(a, 3, S.COUNTER.bypassed) == 0  # bypass() counts those, once
 
 
-def test_note_worker_keeps_the_live_worker_gauge(dev, a):
-    dev.note_worker(a.ctl, 2, 1)
-    dev.note_worker(a.ctl, 2, 1)
-    dev.note_worker(a.ctl, 2, -1)
-    assert tenant(a, 2, S.TENANT.workers) == 1 and tenant(a, 1, S.TENANT.workers) == 0
+def quota(a, t, **fields):
+    """Write tenant ``t``'s quota record fields (by name) into the flat region, as an adopted snapshot would."""
+    for name, value in fields.items():
+        at = S.QUOTA_AT + t * S.QUOTA_RECORD_BYTES + getattr(S.QUOTA, name)
+        a.flat8[at:at + getattr(S.QUOTA_SIZE, name)] = list(int(value).to_bytes(getattr(S.QUOTA_SIZE, name), "little"))
+
+
+def test_workers_are_counted_per_tenant_and_per_sm(dev, a):
+    quota(a, 1, klass=1)  # latency-critical: not a best-effort worker on its SM
+    assert dev.worker_arrives(a.ctl, a.flat, 2, SM) == 1
+    assert dev.worker_arrives(a.ctl, a.flat, 2, SM) == 1
+    assert dev.worker_arrives(a.ctl, a.flat, 1, SM) == 0
+    dev.worker_leaves(a.ctl, 2, SM, 1, NOW)
+    assert tenant(a, 2, S.TENANT.workers) == 1 and tenant(a, 1, S.TENANT.workers) == 1
+    assert int(a.ctl[sm_tenant_word(SM, 2)]) == 1 and int(a.ctl[sm_tenant_word(SM, 1)]) == 1
+    assert int(a.ctl[sm_word(SM, S.SM.be_workers)]) == 1
+    assert int(a.ctl[sm_word(SM + 1, S.SM.be_workers)]) == 0
+
+
+def test_a_best_effort_worker_leaves_a_drained_sm_and_completes_the_drain(dev, a):
+    be = dev.worker_arrives(a.ctl, a.flat, 0, SM)
+    assert not dev.worker_must_leave(a.ctl, a.flat, 0, SM, be)
+    a.ctl[sm_word(SM, S.SM.drained)] = 1
+    a.ctl[sm_word(SM, S.SM.drained_ns)] = NOW
+    assert dev.worker_must_leave(a.ctl, a.flat, 0, SM, be)
+    assert counter(a, 0, S.COUNTER.drained) == 1
+    dev.worker_leaves(a.ctl, 0, SM, be, NOW + 700)
+    assert int(a.ctl[S.PLANE.drains]) == 1
+    assert int(a.ctl[S.PLANE.drain_wait_sum_ns]) == 700 and int(a.ctl[S.PLANE.drain_wait_max_ns]) == 700
+
+
+def test_the_drain_completes_only_when_the_last_best_effort_worker_leaves(dev, a):
+    a.ctl[sm_word(SM, S.SM.drained)] = 1
+    be = [dev.worker_arrives(a.ctl, a.flat, t, SM) for t in (0, 3)]
+    dev.worker_leaves(a.ctl, 0, SM, be[0], NOW)
+    assert int(a.ctl[S.PLANE.drains]) == 0
+    dev.worker_leaves(a.ctl, 3, SM, be[1], NOW + 10)
+    assert int(a.ctl[S.PLANE.drains]) == 1
+
+
+def test_a_latency_critical_worker_stays_on_a_drained_sm(dev, a):
+    quota(a, 1, klass=1)
+    be = dev.worker_arrives(a.ctl, a.flat, 1, SM)
+    a.ctl[sm_word(SM, S.SM.drained)] = 1
+    assert not dev.worker_must_leave(a.ctl, a.flat, 1, SM, be)
+    assert counter(a, 1, S.COUNTER.drained) == 0
+
+
+@pytest.mark.parametrize("sm,stays", [(SM, True), (SM + 1, False), (70, True), (130, False)])
+def test_a_worker_outside_its_tenants_sm_mask_leaves(dev, a, sm, stays):
+    quota(a, 0, sm_mask0=1 << SM, sm_mask1=1 << (70 - 64))
+    be = dev.worker_arrives(a.ctl, a.flat, 0, sm)
+    assert dev.worker_must_leave(a.ctl, a.flat, 0, sm, be) is not stays
+
+
+def test_an_empty_sm_mask_allows_every_sm(dev, a):
+    for sm in (0, 63, 64, 191):
+        assert not dev.worker_must_leave(a.ctl, a.flat, 0, sm, 1)
+
+
+def test_workers_over_the_per_sm_cap_leave(dev, a):
+    quota(a, 0, max_ctas_per_sm=2)
+    be = [dev.worker_arrives(a.ctl, a.flat, 0, SM) for _ in range(2)]
+    assert not dev.worker_must_leave(a.ctl, a.flat, 0, SM, be[0])
+    dev.worker_arrives(a.ctl, a.flat, 0, SM)
+    assert dev.worker_must_leave(a.ctl, a.flat, 0, SM, be[0])
+
+
+def test_the_block_length_mean_moves_an_eighth_of_the_way(dev, a):
+    dev.note_block_ns(a.ctl, 4, 800)
+    assert tenant(a, 4, S.TENANT.block_ns) == 800  # the first sample is the mean
+    dev.note_block_ns(a.ctl, 4, 1600)
+    assert tenant(a, 4, S.TENANT.block_ns) == 900
+
+
+def test_a_request_carries_its_sm(dev, a):
+    s = dev.post_request(a.ctl, 2, 17, NOW)
+    assert slot(a, s, S.SLOT.sm) == 17
 
 
 # --------------------------------------------------------------- paced copy
@@ -323,7 +397,7 @@ def test_requests_posted_at_timer_steps_start_at_every_slot(dev, a):
     request tries must still spread over all of them, or requests collide."""
     firsts = set()
     for k in range(4 * S.NSLOTS):
-        s = int(dev.post_request(a.ctl, 1, NOW + 32 * k))
+        s = int(dev.post_request(a.ctl, 1, SM, NOW + 32 * k))
         firsts.add(s)
         a.ctl[slot_word(s, S.SLOT.state)] = S.FREE
     assert len(firsts) == S.NSLOTS

@@ -295,7 +295,7 @@ def test_no_program_section(tmp_path):
     data = TENANT_CAP.read_bytes().replace(b"cta_admit\0", b"xta_admit\0")
     obj = write(tmp_path, data)
     assert load_error(obj) == (f"{obj}: no program section: name one after a hook, SEC(\"<hook>\") with one of "
-                               f"tick, cta_admit, dma_tick, warp_throttle_tick, therm_tick; "
+                               f"tick, cta_admit, dma_tick, warp_throttle_tick, therm_tick, sm_tick; "
                                f"code sections found: xta_admit")
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gbpfd.device import gates, prims_cpu, targets
+from gbpfd.specialize import specialize
+from gbpfd.device import gates, prims_cpu
 from gbpfd.device import state as S
 
 KERNELS = Path(__file__).resolve().parents[2] / "kernels"
@@ -68,8 +69,11 @@ extern "C" __global__ void k(GBPFD_GATE_PARAMS, int n) {
 }
 """
 
+#: the SM the host build's waits say they run on (both sides)
+HOST_SM = 7
 SHIM = r"""
 #include "gbpfd_admit.cuh"
+#define HOST_SM """ + str(HOST_SM) + r"""
 
 typedef long long ll;
 typedef void (*actor_fn)(ll now);
@@ -80,17 +84,17 @@ extern "C" void clock_set(ll now, actor_fn a) { clock_ns = now; actor = a; }
 extern "C" ll clock_get(void) { return clock_ns; }
 extern "C" ll gbpfd_host_globaltimer(void) { ++clock_ns; if (actor) actor(clock_ns); return clock_ns; }
 extern "C" void gbpfd_host_nanosleep(ll ns) { clock_ns += ns; }
+extern "C" ll gbpfd_host_smid(void) { return HOST_SM; }
 
 extern "C" {
 ll try_token(ll *c, ll t, ll now) { return gbpfd_try_token(c, t, now); }
-ll post_request(ll *c, ll t, ll now) { return gbpfd_post_request(c, t, now); }
+ll post_request(ll *c, ll t, ll sm, ll now) { return gbpfd_post_request(c, t, sm, now); }
 ll poll_request(ll *c, ll s) { return gbpfd_poll_request(c, s); }
 ll abandon_request(ll *c, ll s) { return gbpfd_abandon_request(c, s); }
 ll bypass(ll *c, ll *f, ll t) { return gbpfd_bypass(c, f, t); }
 ll cta_exit(ll *c, ll t, ll how) { gbpfd_cta_exit(c, t, how); return 0; }
 ll take_token(ll *c, ll t) { return gbpfd_take_token(c, t); }
 ll count_block(ll *f, ll t, ll how) { gbpfd_count_block(f, t, how); return 0; }
-ll note_worker(ll *c, ll t, ll d) { gbpfd_note_worker(c, t, d); return 0; }
 ll dma_take(ll *c, ll *f, ll t, ll n) { return gbpfd_dma_take(c, f, t, n); }
 ll dma_announce(ll *c, ll t, ll n) { gbpfd_dma_announce(c, t, n); return 0; }
 ll warp_enter(ll *c, ll t) { return gbpfd_warp_enter(c, t); }
@@ -104,9 +108,9 @@ ll dma_take_wait(ll *c, ll *f, ll t, ll n) { return gbpfd_dma_take_wait(c, f, t,
 #: shim step: its parameters ("c", "f": the ctl and flat arrays, "t": a tenant,
 #: "n": a value) and the ranges the "n" values are drawn from
 STEPS = {
-    "try_token": ("ctn", [(0, 10**12)]), "post_request": ("ctn", [(0, 10**12)]),
+    "try_token": ("ctn", [(0, 10**12)]), "post_request": ("ctnn", [(0, 192), (0, 10**12)]),
     "poll_request": ("cn", [(0, S.NSLOTS)]), "abandon_request": ("cn", [(0, S.NSLOTS)]), "bypass": ("cft", []),
-    "cta_exit": ("ctn", [(0, 4)]), "count_block": ("ftn", [(0, 4)]), "take_token": ("ct", []), "note_worker": ("ctn", [(-1, 2)]), "dma_take": ("cftn", [(0, 12)]), "dma_announce": ("ctn", [(-12, 12)]),
+    "cta_exit": ("ctn", [(0, 4)]), "count_block": ("ftn", [(0, 4)]), "take_token": ("ct", []), "dma_take": ("cftn", [(0, 12)]), "dma_announce": ("ctn", [(-12, 12)]),
     "warp_enter": ("ct", []), "warp_leave": ("ct", []), "warp_throttled": ("cftnn", [(0, 1000), (-1, 2)]),
 }
 WAITS = {"cta_enter": "cftn", "warp_gate_wait": "cft", "dma_take_wait": "cftn"}
@@ -207,7 +211,7 @@ class Clock:
 
 def python_steps():
     prims = {name: fn.py_func for name, fn in prims_cpu.PRIMS.items()}
-    return targets.specialize(gates.DEVICE_FUNCTIONS, prims, lambda fn: fn)
+    return specialize(gates.DEVICE_FUNCTIONS, prims, lambda fn: fn)
 
 
 def python_waits(clock: Clock):
@@ -215,7 +219,7 @@ def python_waits(clock: Clock):
     kernels_cuda = pytest.importorskip("gbpfd.device.kernels_cuda", reason="numba-cuda is not installed")
     g = python_steps()
     atomic_add = prims_cpu.PRIMS["atomic_add"].py_func
-    table = dict(vars(kernels_cuda), **vars(g), _cta_exit=g.cta_exit, globaltimer=clock.read,
+    table = dict(vars(kernels_cuda), **vars(g), _cta_exit=g.cta_exit, globaltimer=clock.read, smid=lambda: HOST_SM,
                  cuda=types.SimpleNamespace(nanosleep=clock.sleep, atomic=types.SimpleNamespace(add=atomic_add)))
     return {name: types.FunctionType(getattr(kernels_cuda, name).py_func.__code__, table, name) for name in WAITS}
 

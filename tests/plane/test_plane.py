@@ -192,7 +192,7 @@ def test_load_accepts_a_clang_object_with_a_section(plane):
 
 def test_load_of_an_object_with_several_sections_needs_one(plane):
     with pytest.raises(LoadError, match=r"several program sections \(tick, cta_admit, dma_tick, "
-                                        r"warp_throttle_tick\): choose one"):
+                                        r"warp_throttle_tick, sm_tick\): choose one"):
         plane.load(policy_path("baseline.o"))
 
 

@@ -43,7 +43,7 @@ from gbpfd.bench.policies import NO_TOKENS_TICK_ASM as NO_TOKENS_TICK  # noqa: E
 from gbpfd.bridge import layout as L  # noqa: E402
 from gbpfd.bridge.layout import HEADER  # noqa: E402
 from gbpfd.device import state as S  # noqa: E402
-from gbpfd.device.prims_cuda import globaltimer  # noqa: E402
+from gbpfd.device.prims_cuda import globaltimer, smid  # noqa: E402
 from gbpfd.isa.abi import HOOKS  # noqa: E402
 from gbpfd.isa.asm import assemble  # noqa: E402
 from gbpfd.plane.options import PlaneOptions  # noqa: E402
@@ -78,6 +78,15 @@ def mark_cta(marks, base):
 def mark_block(block, marks):
     if cuda.threadIdx.x == 0:
         cuda.atomic.add(marks, block, 1)
+
+
+def block_sm(block, sms, spin_ns):
+    """Note the SM each logical block ran on, and hold it ``spin_ns``."""
+    if cuda.threadIdx.x == 0:
+        sms[block] = smid()
+        start = globaltimer()
+        while globaltimer() - start < spin_ns:
+            pass
 
 
 def busy_cta(marks, started, base, spin_ns):
@@ -311,6 +320,29 @@ def test_persistent_workers_run_every_logical_block_once():
     # admitted counts logical blocks; a bypassing worker may find no block left
     assert counters["admitted"] <= nblocks <= counters["admitted"] + counters["bypassed"]
     assert idle(words) == (0, 0, 0) and words["workers"] == 0
+
+
+def test_no_best_effort_block_runs_on_an_sm_drained_for_a_latency_critical_tenant():
+    nblocks = 8192
+    sms = cuda.to_device(np.full(nblocks, -1, np.int64))
+    stream = cuda.stream()
+    plane = new_plane()
+    kernel = gbpfd.admit(plane, TENANT, mode="persistent")(block_sm)
+    spare = cuda.to_device(np.zeros(1, np.int64))
+    preload(kernel, stream, spare, 0, 1, spare, 0)
+    infer = plane.quotas.index("infer")
+    with running(plane):
+        plane.announce_launch(infer)   # a latency-critical launch on its way: the baseline's sm_tick drains
+        settle(plane)
+        drained = plane.plane_stats()["drained_sms"]
+        assert kernel[nblocks, THREADS, stream](sms, 20_000) == nblocks
+        counters = settled_counters(plane)
+        plane.launch_finished(infer)
+    ran_on = set(sms.copy_to_host().tolist())
+    marked = set(range(plane.device_sms - 16, plane.device_sms)) - {plane.health().smid}
+    assert drained == len(marked) and -1 not in ran_on
+    assert not ran_on & marked, f"blocks ran on drained SMs {sorted(ran_on & marked)}"
+    assert counters["drained"] >= len(marked)  # the first wave put workers on every SM; those left
 
 
 def test_a_kernel_not_loaded_before_the_plane_started_is_refused_and_nothing_runs():

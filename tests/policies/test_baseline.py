@@ -32,6 +32,7 @@ QUOTA = RECORDS["quota"]
 # Every quota record but the tenant's is filled with this byte, so a program
 # that reads the wrong record gets numbers the model does not expect.
 OTHER_RECORDS_BYTE = 0xA5
+HOLD_NS = 20_000_000  # baseline.bpf.c: how long SMs stay drained after the last latency-critical activity
 
 
 @functools.cache
@@ -67,12 +68,17 @@ def model(hook: str, ctx: dict, quota: dict | None) -> tuple[int, dict]:
     if hook == "warp_throttle_tick":
         after["warp_cap"] = quota["warp_cap"] if quota else 0
         return 0, after
+    if hook == "sm_tick":
+        held = ctx["lc_active"] or ctx["lc_idle_ns"] < HOLD_NS
+        count = min(ctx["lc_reserved"], ctx["num_sms"] // 2) if held else 0
+        after["drain_first"], after["drain_count"] = (ctx["num_sms"] - count if count else 0), count
+        return 0, after
     raise AssertionError(f"no model for hook {hook!r}")
 
 
 def record_of(ctx: dict, quota: dict) -> dict | None:
     """The tenant's record as the policy sees it: None when it has none."""
-    in_map = ctx["tenant"] < LIMITS.max_tenants
+    in_map = ctx.get("tenant", 0) < LIMITS.max_tenants
     return quota if in_map and quota["present"] != 0 else None
 
 
@@ -102,7 +108,7 @@ def run_policy(form: str, hook: str, ctx: dict, quota: dict) -> tuple[int, dict,
     program = programs(form)[hook]
     spec = HOOKS[hook]
     memory = build_memory(program.maps, ctx=pack(spec.ctx, ctx, spec.ctx_size),
-                          quota=quota_snapshot(ctx["tenant"], quota))
+                          quota=quota_snapshot(ctx.get("tenant", 0), quota))
     result = run(program, memory, args=(address(RID_CTX, 0),), fuel=spec.budget)
     assert result.status == status.OK, (
         f"{program.name} faulted: {status.REASONS[result.status]} at slot {result.pc}")
@@ -134,8 +140,9 @@ def test_each_form_verifies_for_its_hook(form, hook):
 
 def test_program_names_say_their_form():
     assert {form: [p.name for p in programs(form).values()] for form in BASELINE_FORMS} == {
-        "c": ["baseline_tick[c]", "baseline_admit[c]", "baseline_dma[c]", "baseline_warp[c]"],
-        "asm": ["baseline_tick[asm]", "baseline_admit[asm]", "baseline_dma[asm]", "baseline_warp[asm]"],
+        "c": ["baseline_tick[c]", "baseline_admit[c]", "baseline_dma[c]", "baseline_warp[c]", "baseline_sm[c]"],
+        "asm": ["baseline_tick[asm]", "baseline_admit[asm]", "baseline_dma[asm]", "baseline_warp[asm]",
+                "baseline_sm[asm]"],
     }
 
 
@@ -176,7 +183,7 @@ def lc_quota(max_ctas: int) -> dict:
 
 def slots_ctx(total_slots=100, lc_reserved=16, be_weight_sum=4, running_ctas=0, tenant=3) -> dict:
     return {"tenant": tenant, "total_slots": total_slots, "lc_reserved": lc_reserved,
-            "be_weight_sum": be_weight_sum, "running_ctas": running_ctas, "cta_tokens": 7, "place_sm": U32_MAX}
+            "be_weight_sum": be_weight_sum, "running_ctas": running_ctas, "cta_tokens": 7, "sm": 9}
 
 
 ALLOWANCE_CASES = {
@@ -221,7 +228,7 @@ def test_cta_admit_admits_while_running_plus_tokens_is_below_the_allowance(form,
     ctx, quota, allowed = ALLOWANCE_CASES[case]
     for running in running_counts(allowed):
         r0, after, _ = run_policy(form, "cta_admit", {**ctx, "running_ctas": running, "cta_tokens": tokens}, quota)
-        assert (r0, after["place_sm"]) == (int(running + tokens < allowed), U32_MAX), f"running {running}"
+        assert r0 == int(running + tokens < allowed), f"running {running}"
 
 
 DMA_CASES = {
@@ -259,6 +266,26 @@ def test_warp_throttle_tick_copies_the_quota_warp_cap(form, present, tenant, wan
     assert (r0, after["warp_cap"]) == (0, want)
 
 
+SM_CASES = {
+    "a latency-critical tenant active: its max_ctas SMs, the last ones": (1, 0, 16, 132, (116, 16)),
+    "idle, within the hold": (0, HOLD_NS - 1, 16, 132, (116, 16)),
+    "idle for the hold: nothing drained": (0, HOLD_NS, 16, 132, (0, 0)),
+    "never active (the plane starts lc_idle_ns huge)": (0, 1 << 62, 16, 132, (0, 0)),
+    "no latency-critical slots: nothing drained": (2, 0, 0, 132, (0, 0)),
+    "at most half the SMs": (1, 0, 500, 132, (66, 66)),
+}
+
+
+@pytest.mark.parametrize("form", BASELINE_FORMS)
+@pytest.mark.parametrize("case", SM_CASES, ids=list(SM_CASES))
+def test_sm_tick_drains_the_last_sms_while_latency_critical_work_is_near(form, case):
+    active, idle, reserved, sms, want = SM_CASES[case]
+    ctx = {"lc_active": active, "lc_idle_ns": idle, "lc_reserved": reserved, "num_sms": sms,
+           "drain_first": 7, "drain_count": 9}
+    r0, after, _ = run_policy(form, "sm_tick", ctx, be_quota(1))
+    assert (r0, (after["drain_first"], after["drain_count"])) == (0, want)
+
+
 # ------------------------------------------------------------------ generated cases
 
 def _values(bits: int, small: int):
@@ -277,7 +304,9 @@ quotas = st.fixed_dictionaries({
 
 def contexts(hook: str):
     fields = {f.name: (u64 if f.size == 8 else u32) for f in HOOKS[hook].ctx}
-    return st.fixed_dictionaries({**fields, "tenant": tenants})
+    if "tenant" in fields:
+        fields["tenant"] = tenants
+    return st.fixed_dictionaries(fields)
 
 
 @pytest.mark.parametrize("hook", BASELINE_HOOKS)

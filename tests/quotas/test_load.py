@@ -39,7 +39,26 @@ def test_demo_quotas():
     assert [t.latency_critical for t in quotas.tenants] == [True, False, False]
 
 
+def test_an_sm_list_names_its_sms_ascending_once_each(tmp_path):
+    path = tmp_path / "q.toml"
+    path.write_text(TRAIN + 'max_ctas = 4\nmax_ctas_per_sm = 1\nsms = [70, "0-3", 2, "191-191"]\n')
+    tenant = load_quotas(path).tenants[0]
+    assert (tenant.sms, tenant.max_ctas_per_sm) == ((0, 1, 2, 3, 70, 191), 1)
+    assert load_quotas({"tenants": {"t": {"class": "best-effort", "max_ctas": 1}}}).tenants[0].sms == "all"
+
+
 ERRORS = [
+    ("sms: not a list", TRAIN + 'max_ctas = 4\nsms = "some"\n',
+     "bad.toml:4: tenant 'train': field 'sms': expected 'all' or a list of SM numbers and \"A-B\" ranges, "
+     "got string 'some'"),
+    ("sms: an empty list", TRAIN + "max_ctas = 4\nsms = []\n",
+     "bad.toml:4: tenant 'train': field 'sms': the list names no SM; give 'all' for every SM"),
+    ("sms: an SM past the last", TRAIN + "max_ctas = 4\nsms = [1, 192]\n",
+     "bad.toml:4: tenant 'train': field 'sms': item 1 (integer 192): expected an SM number or an \"A-B\" range "
+     "with 0 <= A <= B <= 191"),
+    ("sms: a backwards range", TRAIN + 'max_ctas = 4\nsms = ["9-3"]\n',
+     "bad.toml:4: tenant 'train': field 'sms': item 0 (string '9-3'): expected an SM number or an \"A-B\" "
+     "range with 0 <= A <= B <= 191"),
     ("missing required field", TRAIN + "weight = 3\n",
      "bad.toml:1: tenant 'train': missing required field 'max_ctas'"),
     ("out of range", '# c\n[tenants.infer]\nclass = "latency-critical"\nmax_ctas = 16\n\n' + TRAIN

@@ -6,12 +6,20 @@ import dataclasses
 
 from gbpfd.isa.abi import LIMITS, RECORDS
 from gbpfd.quotas.load import Tenant, attribute_name
-from gbpfd.quotas.schema import FIELD_BY_NAME, FIELDS, MAX_TENANTS, MIN_TENANTS, NAME
+from gbpfd.quotas.schema import ALL_SMS, FIELD_BY_NAME, FIELDS, MAX_TENANTS, MIN_TENANTS, NAME
 
 
-def test_every_quota_record_field_but_present_is_a_schema_field_and_back():
-    record_fields = {f.name for f in RECORDS["quota"].fields}
-    assert record_fields - {"present"} == set(FIELD_BY_NAME)
+def test_every_quota_record_field_but_present_is_packed_by_exactly_one_schema_field():
+    record_fields = [f.name for f in RECORDS["quota"].fields if f.name != "present"]
+    packed = [name for spec in FIELDS for name in spec.record_fields]
+    assert sorted(packed) == sorted(record_fields)
+
+
+def test_an_sms_field_packs_a_mask_over_limits_max_sms():
+    sizes = {f.name: f.size for f in RECORDS["quota"].fields}
+    spec = FIELD_BY_NAME["sms"]
+    assert spec.record_fields == ("sm_mask0", "sm_mask1", "sm_mask2")
+    assert 8 * sum(sizes[name] for name in spec.record_fields) == LIMITS.max_sms
 
 
 def test_every_schema_field_is_a_tenant_attribute_and_back():
@@ -21,6 +29,8 @@ def test_every_schema_field_is_a_tenant_attribute_and_back():
 def test_field_bounds_fit_the_record_field_sizes():
     sizes = {f.name: f.size for f in RECORDS["quota"].fields}
     for spec in FIELDS:
+        if spec.type == "sms":
+            continue  # test_an_sms_field_packs_a_mask_over_limits_max_sms
         largest = max(spec.values.values()) if spec.type == "enum" else spec.maximum
         assert 0 <= largest < 1 << (8 * sizes[spec.name]), spec.name
 
@@ -31,6 +41,8 @@ def test_defaults_are_valid_values():
             continue
         if spec.type == "enum":
             assert spec.default in spec.values, spec.name
+        elif spec.type == "sms":
+            assert spec.default == ALL_SMS, spec.name
         else:
             assert spec.minimum <= spec.default <= spec.maximum, spec.name
 
@@ -43,6 +55,8 @@ def test_schema_values():
         ("warp_cap", "int", 1, 65535, 65535),
         ("dma_bytes_per_epoch", "int", 0, 2 ** 40, 0),
         ("burst", "int", 0, 65535, 0),
+        ("max_ctas_per_sm", "int", 0, 65535, 0),
+        ("sms", "sms", None, None, ALL_SMS),
     ]
     assert dict(FIELD_BY_NAME["class"].values) == {"best-effort": 0, "latency-critical": 1}
     assert (MIN_TENANTS, MAX_TENANTS) == (1, LIMITS.max_tenants)

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from gbpfd.bridge.layout import HEADER, HOST_WORDS, MAX_TENANTS, QUOTA_WORDS, REGION, SNAPSHOT, SNAPSHOT_QUOTAS
 from gbpfd.device import prims_cpu
 from gbpfd.device.snapshot import DEVICE_FUNCTIONS, META_WORDS, QUOTA_SPAN, SEQ_WORD, SNAPSHOT_TRIES
-from gbpfd.device.targets import specialize
-from gbpfd.isa.abi import RECORDS
+from gbpfd.specialize import specialize
+from gbpfd.isa.abi import LIMITS, RECORDS
 from gbpfd.quotas import (QuotaSet, SnapshotError, SnapshotPublisher, load_quotas, pack_quotas, read_snapshot,
                           unpack_quotas)
-from gbpfd.quotas.schema import FIELDS
+from gbpfd.quotas.schema import ALL_SMS, FIELD_BY_NAME, FIELDS
 from gbpfd.resources import shared_file
 from gbpfd.telemetry import Telemetry
 
@@ -54,11 +54,14 @@ def test_pack_demo():
     words = pack_quotas(load_quotas(DEMO))
     assert words.dtype == np.int64 and words.shape == (MAX_TENANTS * QUOTA_WORDS,)
     records = decode_records(words)
+    every_sm = dict(max_ctas_per_sm=0, sm_mask0=0, sm_mask1=0, sm_mask2=0)
     assert records[:3] == [
-        dict(weight=1, **{"class": 1}, max_ctas=16, warp_cap=256, dma_bytes_per_epoch=0, burst=0, present=1),
-        dict(weight=3, **{"class": 0}, max_ctas=4096, warp_cap=65535, dma_bytes_per_epoch=0, burst=0, present=1),
+        dict(weight=1, **{"class": 1}, max_ctas=16, warp_cap=256, dma_bytes_per_epoch=0, burst=0, present=1,
+             **every_sm),
+        dict(weight=3, **{"class": 0}, max_ctas=4096, warp_cap=65535, dma_bytes_per_epoch=0, burst=0, present=1,
+             **every_sm),
         dict(weight=1, **{"class": 0}, max_ctas=4096, warp_cap=65535, dma_bytes_per_epoch=1 << 20, burst=0,
-             present=1),
+             present=1, **every_sm),
     ]
     assert not words[3 * QUOTA_WORDS:].any()
     assert unpack_quotas(words) == records[:3]
@@ -67,7 +70,18 @@ def test_pack_demo():
 def field_values(spec):
     if spec.type == "enum":
         return st.sampled_from(sorted(spec.values))
+    if spec.type == "sms":
+        return st.one_of(st.just(ALL_SMS), st.lists(st.integers(0, LIMITS.max_sms - 1), min_size=1, max_size=8))
     return st.integers(spec.minimum, spec.maximum)
+
+
+def packed_fields(name, value) -> dict:
+    """The record fields a schema field's value packs into."""
+    spec = FIELD_BY_NAME[name]
+    if spec.type != "sms":
+        return {name: spec.packed(value)}
+    mask = spec.packed(value)
+    return {field: (mask >> (64 * i)) & (2 ** 64 - 1) for i, field in enumerate(spec.record_fields)}
 
 
 tenant_bodies = st.fixed_dictionaries({spec.name: field_values(spec) for spec in FIELDS})
@@ -79,7 +93,7 @@ def test_pack_round_trips(bodies):
     quotas = load_quotas({"tenants": {f"t{i}": body for i, body in enumerate(bodies)}})
     records = decode_records(pack_quotas(quotas))
     for record, body in zip(records, bodies):
-        expected = {name: (FIELDS[0].values[value] if name == "class" else value) for name, value in body.items()}
+        expected = {k: v for name, value in body.items() for k, v in packed_fields(name, value).items()}
         assert record == {**expected, "present": 1}
     assert all(not any(record.values()) for record in records[len(bodies):])
 

@@ -56,7 +56,8 @@ def test_two_client_processes_attach_as_two_tenants_and_their_work_is_admitted(d
 
 def test_prog_list_load_show_dump_unload(daemon):
     listed = json.loads(gbpfd(daemon, "prog", "list", "--json").stdout)
-    assert {p["hook"] for p in listed if p["active"]} == {"tick", "cta_admit", "dma_tick", "warp_throttle_tick"}
+    assert {p["hook"] for p in listed if p["active"]} == {"tick", "cta_admit", "dma_tick", "warp_throttle_tick",
+                                                              "sm_tick"}
     done = gbpfd(daemon, "prog", "load", str(policy_path("tenant_cap.s")))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("loaded program ")

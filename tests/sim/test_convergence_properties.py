@@ -14,7 +14,9 @@ forms.  After each change and K (docs/admission.md, "Convergence"):
   and every request posted was decided or is still queued.
 
 The allowance oracle is the baseline's rule (gbpfd/policies/baseline.bpf.c).
-CI runs a few examples; ``GBPFD_CONVERGENCE_EXAMPLES=200`` runs a long
+SM draining is off (an sm_tick that drains nothing): it holds best-effort
+tenants below their allowances by placement, not by admission, and has its
+own tests (tests/sim/test_draining.py).  CI runs a few examples; ``GBPFD_CONVERGENCE_EXAMPLES=200`` runs a long
 search.  Every figure is simulated.
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import gbpfd
+from gbpfd.bench.policies import NO_DRAIN_SM_ASM, program
 from gbpfd.demo.sim_workload import swap_accounting
 from gbpfd.device import state as S
 from gbpfd.policies.catalog import BASELINE_FORMS, available_baseline_form, baseline_programs
@@ -76,6 +79,7 @@ class Run:
         self.rows = [dict(r) for r in spec["quotas"]]
         self.launched: set[int] = set()
         self.form = plane.baseline_form
+        plane.load(program(NO_DRAIN_SM_ASM))
 
     def launch(self, t: int) -> None:
         mode = self.spec["modes"][t]
@@ -98,8 +102,9 @@ class Run:
         else:
             forms = BASELINE_FORMS if available_baseline_form() == "c" else ("asm",)
             self.form = forms[(forms.index(self.form) + 1) % len(forms)]
-            for hook, program in baseline_programs(self.form).items():
-                self.plane.load(program, hook)
+            for hook, baseline in baseline_programs(self.form).items():
+                if hook != "sm_tick":
+                    self.plane.load(baseline, hook)
 
     def k_ns(self) -> int:
         return self.plane.options.periods.tick_ns + BLOCK_NS + self.d.gpu.launch_ns

@@ -150,11 +150,11 @@ class Gen:
         self.leak(reg)
 
     def leak(self, reg: str):
-        sink = self.rnd.choice(["map", "ctx", "counter", "r0"])
+        field = next((f for f in self.hook.ctx if f.access == "rw"), None)
+        sink = self.rnd.choice(["map", "ctx", "counter", "r0"] if field else ["map", "counter", "r0"])
         if sink == "map":
             self.emit("lddw %r8, map_value:state+0", f"stxdw [%r8+8], {reg}")
         elif sink == "ctx":
-            field = next((f for f in self.hook.ctx if f.access == "rw"), None)
             suffix = next(k for k, v in SIZES.items() if v == field.size)
             self.emit(f"stx{suffix} [%r9+{field.offset}], {reg}")
         elif sink == "counter":

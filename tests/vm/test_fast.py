@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 
+import numba
 import numpy as np
 import pytest
+from numba import types
 
 from gbpfd.isa.asm import assemble
-from gbpfd.vm import fast, status
+from gbpfd.vm import fast, interp, status
 from gbpfd.vm.memory import build_memory
 
 # r0 = r1 * 3 + r2; a map counter counts the runs (each run sees the ones before it)
@@ -86,3 +88,15 @@ def test_batch_arguments_are_checked(args, message):
     with pytest.raises(ValueError) as err:
         fast.run_batch(COUNTING, build_memory(COUNTING.maps), args)
     assert str(err.value) == message
+
+
+def test_the_compiled_interpreter_counts_no_references():
+    """Taking and dropping a reference on each array argument was most of a
+    short run's cost (bench_interp's cpu_fast_njit_call_ns).  Compiled here
+    uncached: a build loaded from the disk cache has no code to inspect."""
+    i64, u64 = types.int64, types.uint64
+    sig = (i64[:, ::1], i64, u64[::1], u64[:, ::1], types.uint8[::1], i64[::1], i64[::1], i64[::1], i64[::1],
+           i64[::1], i64[::1], i64, i64, u64, i64[::1])
+    compiled = numba.njit(sig, **fast.JIT_OPTIONS)(interp.execute)
+    code = compiled.inspect_asm(sig)
+    assert "NRT_incref" not in code and "NRT_decref" not in code
