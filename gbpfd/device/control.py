@@ -265,7 +265,7 @@ def allowed_sms(ctl, flat, t, lo, hi):
         return hi - lo - (1 if lo <= control < hi else 0)
     n = np.int64(0)
     for sm in range(lo, hi):
-        if sm != control and sm_allowed(flat, t, sm):
+        if sm != control and mask_bit(flat, t, sm):
             n += 1
     return n
 

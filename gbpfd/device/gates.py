@@ -52,11 +52,14 @@ def every_sm(flat, t):
     return flat[at] == 0 and flat[at + 1] == 0 and flat[at + 2] == 0
 
 
+def mask_bit(flat, t, sm):
+    """SM ``sm``'s bit of tenant ``t``'s SM mask."""
+    return (flat[QUOTA_WORD + t * QUOTA_RECORD_WORDS + QUOTA.sm_mask0 // 8 + sm // 64] >> (sm % 64)) & 1 == 1
+
+
 def sm_allowed(flat, t, sm):
     """Whether tenant ``t``'s SM mask includes SM ``sm``."""
-    if every_sm(flat, t):
-        return True
-    return (flat[QUOTA_WORD + t * QUOTA_RECORD_WORDS + QUOTA.sm_mask0 // 8 + sm // 64] >> (sm % 64)) & 1 == 1
+    return every_sm(flat, t) or mask_bit(flat, t, sm)
 
 
 def note_running(ctl, t, delta):
@@ -244,7 +247,6 @@ def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
 
 
 DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, sm_word, sm_tenant_word, quota_u32, best_effort,
-                    every_sm, sm_allowed, note_running, count_block, worker_arrives, worker_leaves, worker_must_leave,
-                    note_block_ns, try_token,
-                    take_token, post_request, poll_request, abandon_request, bypass, cta_exit, dma_take,
-                    dma_announce, warp_enter, warp_leave, warp_throttled)
+                    every_sm, mask_bit, sm_allowed, note_running, count_block, worker_arrives, worker_leaves,
+                    worker_must_leave, note_block_ns, try_token, take_token, post_request, poll_request,
+                    abandon_request, bypass, cta_exit, dma_take, dma_announce, warp_enter, warp_leave, warp_throttled)

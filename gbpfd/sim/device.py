@@ -119,7 +119,6 @@ class Stats:
     posted: int = 0
     answered: int = 0
     denied_exits: int = 0
-    left_sms: int = 0                                 # persistent workers that left a drained (or barred) SM
     relaunches: int = 0
     top_ups: int = 0                                  # persistent workers launched beside a running wave
     blocks_started: dict = field(default_factory=dict)  # (kernel id, block) -> times started
@@ -474,7 +473,6 @@ class SimDevice:
         t = k.run.tenant
         if k.run.mode == "persistent" and self.dev.worker_must_leave(self.a.ctl, self.a.flat, t, cta.sm.index,
                                                                      cta.best_effort):
-            self.stats.left_sms += 1
             self._worker_exit(cta)
             return
         if self.dev.try_token(self.a.ctl, t, self.timer()):

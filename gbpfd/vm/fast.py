@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from gbpfd.specialize import specialize
 from gbpfd.isa.abi import LIMITS
+from gbpfd.specialize import specialize
 from gbpfd.vm import interp
 from gbpfd.vm.decoded import decode_program
 from gbpfd.vm.memory import Memory
