@@ -59,7 +59,7 @@ PARAMS = {"lc_period_us": (1000, 1000), "lc_ctas": (8, 8), "seed": (1, 1),
           "be_ctas": (65_536, 65_536), "be_iters": (1536, 1536), "be_alone_s": (2.0, 0.5),
           "sim_lc_kernels": (300, 30), "sim_lc_cta_us": (150, 150), "sim_be_cta_us": (200, 200),
           "sim_be_ctas": (6600, 6600), "sim_be_alone_ms": (50, 10),
-          "sim_compute_issue": (1.0, 1.0), "sim_memory_issue": (0.25, 0.25), "sim_memory_demand": (2.0, 2.0)}
+          "sim_memory_demand": (2.0, 2.0)}
 TARGETS = (
     Target("lc_p99_ratio_plane_drain", "<=", 1.2, "<= 1.2x the LC p99 alone on a GPU (1.10x simulated)",
            "the isolation requirement (Tally: +7.2% p99)"),
@@ -133,14 +133,14 @@ def _label(scenario: str, bodies) -> str:
 # ------------------------------------------------------------ simulated device
 def _sim_bodies(p: dict, gpu) -> dict:
     """The BE kernel's launch arguments for each body: compute-bound (a
-    block uses ``sim_compute_issue`` of its SM's issue rate alone, as the LC
-    kernel's does) and memory-bound (little issue; its blocks, one in every
-    CTA slot of the GPU, ask for ``sim_memory_demand`` times the HBM
-    bandwidth)."""
+    block uses the calibration's ``compute_issue`` of its SM's issue rate
+    alone, as the LC kernel's does) and memory-bound (``memory_issue``; its
+    blocks, one in every CTA slot of the GPU, ask for ``sim_memory_demand``
+    times the HBM bandwidth)."""
     block_s = p["sim_be_cta_us"] * 1e-6
     slots = gpu.num_sms * gpu.slots_per_sm
-    return {"": {"issue_utilisation": p["sim_compute_issue"]},
-            "_mem": {"issue_utilisation": p["sim_memory_issue"],
+    return {"": {"issue_utilisation": gpu.compute_issue},
+            "_mem": {"issue_utilisation": gpu.memory_issue,
                      "bytes_per_block": p["sim_memory_demand"] * gpu.hbm_bytes_per_s * block_s / slots}}
 
 
@@ -180,7 +180,7 @@ def _sim_lc(d, tenant: int, p: dict, mode: str, priority: int = 0) -> tuple:
 
     def launch() -> None:
         d.launch(tenant, blocks=p["lc_ctas"], block_ns=p["sim_lc_cta_us"] * 1000, mode=mode, priority=priority,
-                 issue_utilisation=p["sim_compute_issue"], on_done=done)
+                 issue_utilisation=d.gpu.compute_issue, on_done=done)
 
     def done(k) -> None:
         lat.append(k.latency_ns / 1000)

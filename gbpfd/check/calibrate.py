@@ -36,6 +36,8 @@ CTA_BOUND_NS = 2_000_000_000
 HOST_BOUND_S = 10.0
 MEMORY_WORDS = 1 << 28         # 1 GiB of float32: far beyond any L2
 PROBE_WORK = 1 << 14
+STREAM_CTAS_PER_SM = 1 + CO_RESIDENTS[-1]   # as the memory slowdown's fullest launch
+FLOAT32_BYTES = 4
 LAUNCH_FEED_S = 0.5            # the clock feed outlives the launches timed beside it many times over
 
 
@@ -78,6 +80,36 @@ def slowdowns(launches) -> dict[int, float]:
         raise ValueError("no SM ran a CTA alone: there is nothing to compare with")
     alone = float(np.median(by_k[0]))
     return {k: float(np.median(d)) / alone for k, d in sorted(by_k.items())}
+
+
+def issue_law_error(constants: dict) -> dict:
+    """How far the compute slowdowns are from the model's law: the largest
+    relative gap between ``compute_slowdown_k`` and max(1, (k + 1) * issue),
+    with issue taken from the fullest SM (as gbpfd.sim.model does); nothing
+    without that SM's slowdown."""
+    fullest = f"compute_slowdown_{CO_RESIDENTS[-1]}"
+    if fullest not in constants:
+        return {}
+    issue = min(1.0, constants[fullest][0] / (CO_RESIDENTS[-1] + 1))
+    measured = {k: constants[f"compute_slowdown_{k}"][0] for k in CO_RESIDENTS[1:]
+                if f"compute_slowdown_{k}" in constants}
+    gaps = [abs(slowdown - max(1.0, (k + 1) * issue)) / slowdown for k, slowdown in measured.items()]
+    return {"compute_issue_law_error": (round(max(gaps), 3), "ratio")}
+
+
+def read_bandwidth(rec, bytes_per_cta: int) -> float:
+    """Bytes per second the CTAs of one launch read together: all their
+    bytes over the launch's span (first start to last end), from
+    interference records (start, end, SM, finished) in which every CTA finished."""
+    from gbpfd.check.gpu_clock import REC_DONE, REC_END, REC_START
+    rec = np.asarray(rec)
+    if not len(rec) or (rec[:, REC_DONE] != 1).any():
+        raise ValueError(f"{int((rec[:, REC_DONE] != 1).sum()) if len(rec) else 0} of {len(rec)} streaming CTAs "
+                         "did not finish within their bound")
+    span = int(rec[:, REC_END].max() - rec[:, REC_START].min())
+    if span <= 0:
+        raise ValueError(f"the streaming launch's span is {span} ns")
+    return len(rec) * bytes_per_cta * 1e9 / span
 
 
 def scaled_work(work: int, measured_ns: float, target_ns: float = TARGET_CTA_NS) -> int:
@@ -262,18 +294,36 @@ def measure_placement(dev: Device) -> dict:
     return placement_summary(smids, dev.sms)
 
 
-def _interference(dev: Device, kind: int, blocks: int, work: int) -> dict[int, list[int]]:
+def _interference_records(dev: Device, kind: int, blocks: int, work: int):
     rec = dev.filled((blocks, dev.G.REC_COLUMNS), -1)
     dev.kernel("interference")[blocks, THREADS, dev.stream](kind, work, CTA_BOUND_NS, dev.buffer(), rec)
     dev.finish("interference")
-    return sm_groups(rec.copy_to_host())
+    return rec.copy_to_host()
+
+
+def _interference(dev: Device, kind: int, blocks: int, work: int) -> dict[int, list[int]]:
+    return sm_groups(_interference_records(dev, kind, blocks, work))
+
+
+def _scaled_work(dev: Device, kind: int) -> int:
+    """The work per CTA that takes about TARGET_CTA_NS alone on its SM, from one probe launch."""
+    probe = _interference(dev, kind, dev.sms, PROBE_WORK)
+    return scaled_work(PROBE_WORK, float(np.median([d for ds in probe.values() for d in ds])))
+
+
+def measure_hbm(dev: Device) -> dict:
+    """What the memory-bound body reads per second with STREAM_CTAS_PER_SM
+    of its CTAs on every SM: the HBM bandwidth the model's memory-moving
+    blocks share (this body's, which may be below the datasheet's)."""
+    work = _scaled_work(dev, dev.G.MEMORY)
+    rec = _interference_records(dev, dev.G.MEMORY, STREAM_CTAS_PER_SM * dev.sms, work)
+    return {"hbm_read_bytes_per_s": (round(read_bandwidth(rec, work * THREADS * FLOAT32_BYTES), -6), "bytes/s")}
 
 
 def measure_slowdown(dev: Device, kind: int) -> dict:
     """A CTA's slowdown beside k co-resident CTAs of the same body on its SM."""
     label = "compute" if kind == dev.G.COMPUTE else "memory"
-    probe = _interference(dev, kind, dev.sms, PROBE_WORK)
-    work = scaled_work(PROBE_WORK, float(np.median([d for ds in probe.values() for d in ds])))
+    work = _scaled_work(dev, kind)
     ratios = slowdowns([_interference(dev, kind, (1 + k) * dev.sms, work) for k in CO_RESIDENTS])
     missing = [k for k in CO_RESIDENTS if k not in ratios]
     if missing:
@@ -324,6 +374,7 @@ MEASUREMENTS = (
     ("placement", measure_placement),
     ("compute_slowdown", lambda dev: measure_slowdown(dev, dev.G.COMPUTE)),
     ("memory_slowdown", lambda dev: measure_slowdown(dev, dev.G.MEMORY)),
+    ("hbm", measure_hbm),
 )
 
 
@@ -362,6 +413,9 @@ def run(ctx: StageContext) -> None:
 
     from gbpfd.bench.machine import gpu_facts
     constants, failed = collect(Device(cuda, ctx))
+    for key, (value, unit) in issue_law_error(constants).items():
+        ctx.figure(key, value, unit)
+        constants[key] = (value, unit)
     write_calibration(ctx.out / FILE, constants, provenance(gpu_facts()))
     if failed:
         raise RuntimeError(f"not measured: {', '.join(failed)} (the others are in {FILE})")

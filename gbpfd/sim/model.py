@@ -18,11 +18,13 @@ from gbpfd.sim.sm import PLACEMENTS, CtaShape, SmLimits
 
 DEFAULT_CALIBRATION = Path(__file__).with_name("default_calibration.json")
 CALIBRATION_ENV = "GBPFD_CALIBRATION"
+FULLEST = 3   # the calibrate stage's most co-resident CTAs beside one (its CO_RESIDENTS[-1])
 #: SimGPU field -> (the calibrate stage's constants, how the field follows
 #: from them): what a GPU measurement replaces.  The one-way visibility is
 #: half the round trip; an exponential tail of mean m has its p99 m * ln(50)
-#: above its p50; the droop is what the SM clock loses
-#: with every SM busy.
+#: above its p50; the droop is what the SM clock loses with every SM busy;
+#: a CTA beside k others of the same body takes max(1, (k + 1) * issue)
+#: times as long as alone, so the fullest measured SM gives the issue.
 MEASURED = {
     "visibility_ns": (("cross_sm_round_trip_ns_p50",), lambda rtt: round(rtt / 2)),
     "host_ns": (("mapped_host_to_device_ns_p50",), round),
@@ -32,6 +34,8 @@ MEASURED = {
     "gate_step_ns": (("global_atomic_ns",), round),
     "globaltimer_step_ns": (("globaltimer_resolution_ns",), round),
     "clock_droop": (("sm_clock_idle_mhz", "sm_clock_load_mhz"), lambda idle, load: round(max(0.0, 1 - load / idle), 4)),
+    "hbm_bytes_per_s": (("hbm_read_bytes_per_s",), float),
+    "compute_issue": ((f"compute_slowdown_{FULLEST}",), lambda slowdown: round(min(1.0, slowdown / (FULLEST + 1)), 3)),
 }
 #: fields that may be zero (everything else is a positive number)
 MAY_BE_ZERO = ("kernel_shared_bytes", "launch_jitter_ns", "clock_droop")
@@ -55,6 +59,8 @@ class SimGPU:
     kernel_registers: int          # per thread
     kernel_shared_bytes: int
     hbm_bytes_per_s: float         # the bandwidth memory-moving blocks share
+    compute_issue: float           # the issue utilisation of a compute-bound CTA (the benches' bodies) ...
+    memory_issue: float            # ... and of a memory-bound one
     clock_droop: float             # the fraction of the SM clock lost with every SM busy
     globaltimer_step_ns: int       # %globaltimer advances in steps of this
     loop_ns: int                   # one control-loop iteration that finds nothing to do
@@ -81,6 +87,10 @@ class SimGPU:
             raise ValueError(f"SimGPU.num_sms must be at least 2 (one is the control CTA's), got {self.num_sms}")
         if self.clock_droop >= 1:
             raise ValueError(f"SimGPU.clock_droop must be below 1, got {self.clock_droop!r}")
+        for name in ("compute_issue", "memory_issue"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"SimGPU.{name} must be at most 1 (an SM's whole issue rate), "
+                                 f"got {getattr(self, name)!r}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"SimGPU.placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
         refusal = self.sm_limits.refusal(self.kernel_shape)

@@ -215,3 +215,48 @@ def test_a_co_resident_count_no_sm_ran_is_noted(tmp_path, monkeypatch):
     found = C.measure_slowdown(dev, gpu_clock.MEMORY)
     assert "memory_slowdown_1" not in found and found["memory_slowdown_2"] == (3.0, "x")
     assert dev.ctx.notes == ["memory slowdown: no SM ran 2 CTAs of one launch"]
+
+
+def _rows(spans, done=1):
+    """Interference records (start, end, SM, finished), one per (start, end)."""
+    return np.array([[start, end, i, done] for i, (start, end) in enumerate(spans)], np.int64)
+
+
+def test_read_bandwidth_is_every_ctas_bytes_over_the_launchs_span():
+    # 4 CTAs of 1 MB over 0..2000 ns, overlapping as they may
+    assert C.read_bandwidth(_rows([(0, 1000), (500, 1500), (1000, 2000), (0, 2000)]), 1_000_000) == 2e12
+    with pytest.raises(ValueError, match="^2 of 2 streaming CTAs did not finish within their bound$"):
+        C.read_bandwidth(_rows([(0, 10), (0, 10)], done=0), 1)
+    with pytest.raises(ValueError, match="^the streaming launch's span is 0 ns$"):
+        C.read_bandwidth(_rows([(5, 5)]), 1)
+
+
+def test_hbm_streams_the_fullest_launch_and_counts_float32_reads(tmp_path, monkeypatch):
+    from gbpfd.check import gpu_clock
+    dev = _Dev(tmp_path)
+    dev.sms, dev.G = 2, gpu_clock
+    launched = []
+
+    def fake_records(_dev, kind, blocks, work):
+        launched.append((kind, blocks, work))
+        return _rows([(0, 1_000_000)] * blocks)   # every CTA 1 ms, all at once
+
+    monkeypatch.setattr(C, "_interference_records", fake_records)
+    found = C.measure_hbm(dev)
+    work = launched[1][2]
+    assert launched[0] == (gpu_clock.MEMORY, 2, C.PROBE_WORK) and launched[1][:2] == (gpu_clock.MEMORY, 8)
+    assert found == {"hbm_read_bytes_per_s": (round(8 * work * C.THREADS * 4 * 1e3, -6), "bytes/s")}
+
+
+@pytest.mark.parametrize("slowdowns, error", [
+    ({1: 2.0, 2: 3.0, 3: 4.0}, 0.0),                # the law exactly, issue 1
+    ({1: 1.0, 2: 1.5, 3: 2.0}, 0.0),                # issue 0.5: no slowdown until the SM is oversubscribed
+    ({1: 1.5, 2: 3.0, 3: 4.0}, 0.333),              # slower beside one than the law allows: the gap says so
+])
+def test_the_issue_law_error_is_the_largest_relative_gap_to_the_model(slowdowns, error):
+    constants = {f"compute_slowdown_{k}": (v, "x") for k, v in slowdowns.items()}
+    assert C.issue_law_error(constants) == {"compute_issue_law_error": (error, "ratio")}
+
+
+def test_no_issue_law_error_without_the_fullest_sm():
+    assert C.issue_law_error({"compute_slowdown_1": (2.0, "x")}) == {}

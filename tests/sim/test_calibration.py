@@ -177,3 +177,33 @@ def test_each_bad_rule_is_named_in_the_error(tmp_path, rules, message):
     with pytest.raises(C.CalibrationError) as err:
         C.load_calibration(path)
     assert str(err.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("slowdown_3, issue", [(4.0, 1.0), (3.2, 0.8), (4.6, 1.0)])
+def test_a_measured_read_bandwidth_and_compute_slowdown_replace_hbm_and_the_compute_issue(
+        tmp_path, monkeypatch, slowdown_3, issue):
+    from gbpfd.sim.model import CALIBRATION_ENV, sim_gpu
+    path = tmp_path / "calibration.json"
+    C.write_calibration(path, {"hbm_read_bytes_per_s": (4.1e12, "bytes/s"), "compute_slowdown_3": (slowdown_3, "x")},
+                        PROVENANCE)
+    default = sim_gpu()
+    monkeypatch.setenv(CALIBRATION_ENV, str(path))
+    gpu = sim_gpu()
+    assert (gpu.hbm_bytes_per_s, gpu.compute_issue) == (4.1e12, issue)
+    assert gpu.memory_issue == default.memory_issue   # not measured: stays the guess
+    assert "(compute_issue, hbm_bytes_per_s measured, the rest default)" in gpu.calibration
+
+
+def test_the_model_reads_the_slowdown_of_the_calibrate_stages_fullest_sm():
+    from gbpfd.check.calibrate import CO_RESIDENTS
+    from gbpfd.sim.model import FULLEST
+    assert FULLEST == CO_RESIDENTS[-1]
+
+
+def test_an_issue_utilisation_above_one_is_refused():
+    import dataclasses
+
+    from gbpfd.sim.model import sim_gpu
+    with pytest.raises(ValueError, match=r"^SimGPU\.memory_issue must be at most 1 \(an SM's whole issue rate\), "
+                                         r"got 1\.5$"):
+        dataclasses.replace(sim_gpu(), memory_issue=1.5)
