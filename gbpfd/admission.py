@@ -18,6 +18,7 @@ the same work with ``plane.device.launch(...)``.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 
 import numpy as np
@@ -43,6 +44,11 @@ def admit(plane, tenant: str, *, mode: str = "gate", workers: int | None = None)
             return AdmittedRawKernel(plane, tenant, kernel, mode=mode)
         return AdmittedKernel(plane, tenant, kernel, mode=mode, workers=workers)
     return wrap
+
+
+def grid_ctas(grid) -> int:
+    """The CTAs of a Numba launch grid (an int, or a tuple of up to three)."""
+    return math.prod(grid) if isinstance(grid, (tuple, list)) else int(grid)
 
 
 def require_gpu_plane(plane, name: str) -> None:
@@ -103,7 +109,7 @@ class AdmittedKernel:
         d = self.plane.device
         self._require_loaded(self._plane_args(d["ctl"], d["flat"]), args)
         if self.mode == "gate":
-            self.plane.announce_launch(self.tenant_index)
+            self.plane.announce_launch(self.tenant_index, grid_ctas(grid))
             self._compiled()[grid, block, stream](d["ctl"], d["flat"], self.tenant_index, *args)
             self.plane.report_when_done(self.tenant_index, stream)
             return None
@@ -169,7 +175,7 @@ class AdmittedKernel:
         if workers > fit:
             raise AdmitError(f"{self.name}: {workers} worker CTAs of {block} threads cannot be co-resident beside "
                              f"the control CTA (at most {fit} fit); lower workers= or the block size")
-        self.plane.announce_launch(self.tenant_index)
+        self.plane.announce_launch(self.tenant_index, nblocks)
         try:
             self._serve_blocks(nblocks, block, stream, args, next_block, (workers, per_sm), topup_streams)
         finally:

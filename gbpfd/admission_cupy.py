@@ -16,6 +16,7 @@ stream a launch went to (to report its completion).
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -96,7 +97,7 @@ class AdmittedRawKernel:
                              f"{GATE_PARAMS}); got {type(args).__name__}")
         d = self.plane.device
         gate = (device_pointer(d["ctl"]), device_pointer(d["flat"]), np.int64(self.tenant_index))
-        self.plane.announce_launch(self.tenant_index)
+        self.plane.announce_launch(self.tenant_index, math.prod(grid))
         self.kernel(grid, block, gate + tuple(args), **launch)
         self.plane.report_when_done(self.tenant_index, launch.get("stream") or current_stream())
 

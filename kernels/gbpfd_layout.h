@@ -5,7 +5,7 @@
 #define GBPFD_LAYOUT_H
 
 /* array sizes (int64 words) */
-#define GBPFD_CTL_WORDS                 9191
+#define GBPFD_CTL_WORDS                 9192
 #define GBPFD_FLAT_WORDS                149264
 #define GBPFD_MAX_TENANTS               32
 
@@ -48,16 +48,17 @@
 #define GBPFD_PLANE_LAST_LC_NS          43
 #define GBPFD_PLANE_LC_ACTIVE           44
 #define GBPFD_PLANE_LC_RUNNING          45
-#define GBPFD_PLANE_BE_WORKERS          46
-#define GBPFD_PLANE_BE_BLOCK_NS         47
-#define GBPFD_PLANE_DRAIN_FIRST         48
-#define GBPFD_PLANE_DRAIN_COUNT         49
-#define GBPFD_PLANE_DRAINS              50
-#define GBPFD_PLANE_DRAIN_WAIT_SUM_NS   51
-#define GBPFD_PLANE_DRAIN_WAIT_MAX_NS   52
+#define GBPFD_PLANE_LC_DEMAND           46
+#define GBPFD_PLANE_BE_WORKERS          47
+#define GBPFD_PLANE_BE_BLOCK_NS         48
+#define GBPFD_PLANE_DRAIN_FIRST         49
+#define GBPFD_PLANE_DRAIN_COUNT         50
+#define GBPFD_PLANE_DRAINS              51
+#define GBPFD_PLANE_DRAIN_WAIT_SUM_NS   52
+#define GBPFD_PLANE_DRAIN_WAIT_MAX_NS   53
 
 /* ctl: per-tenant words, at GBPFD_TENANT_BASE + tenant * GBPFD_TENANT_STRIDE */
-#define GBPFD_TENANT_BASE               359
+#define GBPFD_TENANT_BASE               360
 #define GBPFD_TENANT_STRIDE             24
 #define GBPFD_TENANT_TOKENS             0
 #define GBPFD_TENANT_RUNNING            1
@@ -81,7 +82,7 @@
 
 /* ctl: admission request slots, at GBPFD_SLOT_BASE + slot * GBPFD_SLOT_STRIDE */
 #define GBPFD_NSLOTS                    64
-#define GBPFD_SLOT_BASE                 1127
+#define GBPFD_SLOT_BASE                 1128
 #define GBPFD_SLOT_STRIDE               8
 #define GBPFD_SLOT_STATE                0
 #define GBPFD_SLOT_TENANT               1

@@ -28,8 +28,8 @@ class Plane:
         self.quotas = load_quotas(shared_file("quotas", "demo.toml"))
         self.device = {"ctl": np.zeros(4, np.int64), "flat": np.zeros(4, np.int64)}
 
-    def announce_launch(self, tenant: int) -> None:
-        self.log.append(("announce", tenant))
+    def announce_launch(self, tenant: int, ctas: int) -> None:
+        self.log.append(("announce", tenant, ctas))
 
     def report_when_done(self, tenant: int, stream) -> None:
         self.log.append(("report when done", tenant, stream))
@@ -83,7 +83,7 @@ def test_preload_compiles_and_loads_for_the_launch_types_and_the_launch_then_run
     assert log == [("compile", ("ndarray", "ndarray", "int", "ndarray", "int")), ("bind",)]
     gated[4, 32](np.zeros(4, np.int64), 500)
     infer = gated.plane.quotas.index("infer")
-    assert log[2] == ("announce", infer)
+    assert log[2] == ("announce", infer, 4)   # with its CTAs
     what, config, args = log[3]
     assert (what, config) == ("launch", (4, 32, 0))
     assert (args[2], args[4]) == (infer, 500)  # ctl, flat, tenant, then the body's own arguments

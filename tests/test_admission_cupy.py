@@ -71,8 +71,8 @@ class Plane:
         self.device = {"ctl": DeviceArray(CTL_AT), "flat": DeviceArray(FLAT_AT)}
         self.log = log
 
-    def announce_launch(self, tenant: int) -> None:
-        self.log.append(("announce", tenant))
+    def announce_launch(self, tenant: int, ctas: int) -> None:
+        self.log.append(("announce", tenant, ctas))
 
     def report_when_done(self, tenant: int, stream) -> None:
         self.log.append(("report when done", tenant, stream))
@@ -105,7 +105,7 @@ def test_the_gate_arguments_go_in_front_and_the_launch_is_announced_first(log):
     gated(log)((4, 2), (64,), (marks, np.int64(7)), shared_mem=128)
     train = load_quotas(shared_file("quotas", "demo.toml")).index("train")
     assert [entry[0] for entry in log] == ["announce", "launch", "report when done"]
-    assert log[0] == ("announce", train)
+    assert log[0] == ("announce", train, 8)   # with its CTAs: the grid's product
     assert log[2] == ("report when done", train, "cupy's current stream")
     _, grid, block, args, launch = log[1]
     assert (grid, block, launch) == ((4, 2), (64,), {"shared_mem": 128})

@@ -87,6 +87,7 @@ def _regions():
         "snapshot": len(SNAPSHOT_WORDS) + MAX_TENANTS * QUOTA_WORDS,
         "demand": MAX_TENANTS,
         "finished": MAX_TENANTS,
+        "launch_ctas": MAX_TENANTS,
         "counters": MAX_TENANTS * COUNTER_WORDS,
         "histogram": MAX_TENANTS * HIST_BUCKETS,
     }

@@ -27,6 +27,7 @@ REGION_DOCS = {
     "snapshot": _TOML["snapshot"]["doc"],
     "demand": _TOML["demand"]["doc"],
     "finished": _TOML["finished"]["doc"],
+    "launch_ctas": _TOML["launch_ctas"]["doc"],
     "counters": f"the device's counters, mirrored once per tick period: a record per tenant slot, each {RECORDS['counters'].doc}",
     "histogram": L.HIST_DOC,
 }
@@ -176,6 +177,9 @@ def render_layout() -> str:
            f"## Finished\n\n{_sentence(REGION_DOCS['finished'])} Tenant `t`'s word is {L.REGION.finished} + t. "
            "While it is reported (not -1) and below the tenant's demand word, the tenant stays active for the "
            "fair share: it has launched work that has not completed.\n\n",
+           f"## Launch CTAs\n\n{_sentence(REGION_DOCS['launch_ctas'])} Tenant `t`'s word is "
+           f"{L.REGION.launch_ctas} + t. For the latency-critical tenants, each at most the tenant's `max_ctas`, "
+           "they add up to `sm_tick`'s `lc_demand`: a drain sized by the kernels, not by the quotas.\n\n",
            f"## Counters\n\n{_sentence(REGION_DOCS['counters'])} The control CTA copies them here once per "
            f"tick period: tenant `t`'s record is at word {L.REGION.counters} + t * {L.COUNTER_WORDS} "
            f"({sizes['counters'][1]} words in all). Offsets within a record:\n\n",

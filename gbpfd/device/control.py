@@ -233,6 +233,7 @@ def fill_sm(now, ctl, flat8):
     put(flat8, c + CTX_SM.lc_running, CTX_SM_SIZE.lc_running, ctl[PLANE.lc_running])
     put(flat8, c + CTX_SM.lc_idle_ns, CTX_SM_SIZE.lc_idle_ns, now - ctl[PLANE.last_lc_ns])
     put(flat8, c + CTX_SM.lc_reserved, CTX_SM_SIZE.lc_reserved, ctl[PLANE.lc_reserved])
+    put(flat8, c + CTX_SM.lc_demand, CTX_SM_SIZE.lc_demand, ctl[PLANE.lc_demand])
     put(flat8, c + CTX_SM.be_workers, CTX_SM_SIZE.be_workers, ctl[PLANE.be_workers])
     put(flat8, c + CTX_SM.be_block_ns, CTX_SM_SIZE.be_block_ns, ctl[PLANE.be_block_ns])
     put(flat8, c + CTX_SM.drain_first, CTX_SM_SIZE.drain_first, ctl[PLANE.drain_first])
@@ -328,9 +329,10 @@ def aggregate_tenants(now, ctl, host, flat8):
     window, while CTAs of it run, or while launches announced are not yet
     reported finished.  Best-effort: the weights of the active ones, their
     persistent workers, their longest mean block.  Latency-critical: the
-    slots held back for them (max_ctas), how many are active (``now``
-    becomes the last time one was), their running CTAs."""
-    weights = reserved = lc_active = lc_running = be_workers = be_block_ns = np.int64(0)
+    slots held back for them (max_ctas), the CTAs of their latest launches
+    (each at most max_ctas), how many are active (``now`` becomes the last
+    time one was), their running CTAs."""
+    weights = reserved = demand = lc_active = lc_running = be_workers = be_block_ns = np.int64(0)
     for t in range(ctl[META.ntenants]):
         if not present(flat8, t):
             continue
@@ -342,7 +344,9 @@ def aggregate_tenants(now, ctl, host, flat8):
         running = ctl[tenant_word(t, TENANT.running)]
         in_flight = 0 <= finished < launches
         if latency_critical(flat8, t):
-            reserved += quota_field(flat8, t, QUOTA.max_ctas, QUOTA_SIZE.max_ctas)
+            cap = quota_field(flat8, t, QUOTA.max_ctas, QUOTA_SIZE.max_ctas)
+            reserved += cap
+            demand += min(max(host[REGION.launch_ctas + t], 0), cap)
             lc_running += max(running, 0)
             if running > 0 or in_flight:
                 lc_active += 1
@@ -353,6 +357,7 @@ def aggregate_tenants(now, ctl, host, flat8):
             weights += quota_field(flat8, t, QUOTA.weight, QUOTA_SIZE.weight)
     ctl[PLANE.be_weight_sum] = weights
     ctl[PLANE.lc_reserved] = reserved
+    ctl[PLANE.lc_demand] = demand
     ctl[PLANE.lc_active] = lc_active
     ctl[PLANE.lc_running] = lc_running
     ctl[PLANE.be_workers] = be_workers

@@ -11,6 +11,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from gbpfd.bridge import layout as L
 from gbpfd.bridge.events import Event
 from gbpfd.bridge.ring import CommandRing, EventRing, RingFullError
@@ -387,10 +389,15 @@ class Plane:
         from gbpfd.plane.backend_cuda import non_blocking_stream, stream_priority_range
         return non_blocking_stream(self._backend.cuda, stream_priority_range()[1])
 
-    def announce_launch(self, tenant: int) -> None:
-        """Tell the control CTA a kernel of ``tenant`` is being launched (it
-        counts towards the fair share from the next tick)."""
+    def announce_launch(self, tenant: int, ctas: int) -> None:
+        """Tell the control CTA a kernel of ``tenant`` with ``ctas`` CTAs
+        (logical blocks) is being launched: it counts towards the fair share
+        from the next tick, and a latency-critical tenant's drain is sized
+        by its latest launch's CTAs."""
         self._require_running("announce_launch")
+        if isinstance(ctas, bool) or not isinstance(ctas, (int, np.integer)) or ctas <= 0:
+            raise PlaneError(f"Plane.announce_launch: ctas must be a positive int (the launch's CTAs), got {ctas!r}")
+        self.arrays.host[L.REGION.launch_ctas + tenant] = ctas
         self.arrays.host[L.REGION.demand + tenant] += 1
 
     def report_when_done(self, tenant: int, stream) -> None:

@@ -15,8 +15,10 @@
  * pass the allowance); dma_tick adds one epoch
  * of dma_bytes_per_epoch to the byte tokens, banking at most two epochs;
  * warp_throttle_tick sets the warp cap to the quota's warp_cap; sm_tick
- * drains the last min(lc_reserved, num_sms / 2) SMs while a latency-critical
- * tenant is active and for HOLD_NS after (best-effort persistent workers
+ * drains the last min(demand, num_sms / 2) SMs while a latency-critical
+ * tenant is active and for HOLD_NS after, where demand is lc_demand (the
+ * CTAs of the latency-critical tenants' latest launches, one SM each) or,
+ * before any launch was announced, lc_reserved (best-effort persistent workers
  * leave them at their next block boundary, so the latency-critical CTAs find
  * empty SMs), and nothing otherwise.  There is no therm_tick program: the
  * plane then leaves the GPU-wide cap alone.
@@ -134,7 +136,7 @@ int baseline_sm(struct gbpfd_sm_tick_ctx *ctx)
 	__u32 count = 0;
 
 	if (ctx->lc_active || ctx->lc_idle_ns < HOLD_NS) {
-		count = ctx->lc_reserved;
+		count = ctx->lc_demand ? ctx->lc_demand : ctx->lc_reserved;
 		if (count > ctx->num_sms / 2)
 			count = ctx->num_sms / 2;
 	}

@@ -3,11 +3,13 @@
 #
 # While a latency-critical tenant is active (a launch announced and not
 # finished, or a CTA running), and for HOLD_NS (20 ms) after the last time
-# one was, the last min(lc_reserved, num_sms / 2) SMs are drained: the
-# best-effort persistent workers on them leave at their next block
-# boundary, so the latency-critical CTAs (their max_ctas of them, one per
-# SM under most-free placement) find empty SMs instead of slots beside
-# saturating best-effort warps.  Otherwise nothing is drained.
+# one was, the last min(demand, num_sms / 2) SMs are drained, where demand
+# is lc_demand (the CTAs of the latency-critical tenants' latest launches)
+# or, before any launch was announced, lc_reserved: the best-effort
+# persistent workers on them leave at their next block boundary, so the
+# latency-critical CTAs (one per SM under most-free placement) find empty
+# SMs instead of slots beside saturating best-effort warps.  Otherwise
+# nothing is drained.
 #
 # Works: when best-effort work runs in persistent mode (gate-mode CTAs
 # cannot leave an SM) and the latency-critical tenants launch more often
@@ -25,7 +27,10 @@
     ldxdw %r2, [%r1+32]         # ctx.lc_idle_ns
     jge %r2, 20000000, none     # idle for HOLD_NS or longer
 drain:
-    ldxw %r2, [%r1+40]          # r2 = count, so far ctx.lc_reserved
+    ldxw %r2, [%r1+60]          # r2 = count, so far ctx.lc_demand
+    jne %r2, 0, halve
+    ldxw %r2, [%r1+40]          # no launch announced yet: ctx.lc_reserved
+halve:
     ldxw %r3, [%r1+16]          # ctx.num_sms
     rsh %r3, 1
     jle %r2, %r3, sized         # at most half the SMs

@@ -241,6 +241,7 @@ struct gbpfd_sm_tick_ctx {
 	__u32 be_block_ns; /* read-only: the longest mean block length of the best-effort tenants, ns: how long a drain waits for a worker to leave */
 	__u32 drain_first; /* read-write: first SM of the drained range; the value left here is kept */
 	__u32 drain_count; /* read-write: SMs drained, from drain_first on (0 = none; a range past the last SM is cut at it); the value left here is kept */
+	__u32 lc_demand; /* read-only: CTAs of each latency-critical tenant's latest announced launch, each at most its max_ctas, summed (0 before any announcement) */
 };
 _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, now_ns) == 0 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->now_ns) == 8, "gbpfd_sm_tick_ctx.now_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, dt_ns) == 8 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->dt_ns) == 8, "gbpfd_sm_tick_ctx.dt_ns layout");
@@ -254,6 +255,7 @@ _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, be_workers) == 44 &&
 _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, be_block_ns) == 48 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->be_block_ns) == 4, "gbpfd_sm_tick_ctx.be_block_ns layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, drain_first) == 52 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->drain_first) == 4, "gbpfd_sm_tick_ctx.drain_first layout");
 _Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, drain_count) == 56 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->drain_count) == 4, "gbpfd_sm_tick_ctx.drain_count layout");
+_Static_assert(__builtin_offsetof(struct gbpfd_sm_tick_ctx, lc_demand) == 60 && sizeof(((struct gbpfd_sm_tick_ctx *)0)->lc_demand) == 4, "gbpfd_sm_tick_ctx.lc_demand layout");
 
 /* ---- helpers */
 /* pointer to the value at index *key, or NULL when the index is out of range; test it against 0 before use */

@@ -387,7 +387,8 @@ class SimDevice:
         _check_number("bytes_per_block", bytes_per_block)
         run = KernelRun(tenant, mode, self.now, blocks)
         if mode != "none":
-            self.a.host[REGION.demand + tenant] += 1  # the host's launcher announces the launch
+            self.a.host[REGION.launch_ctas + tenant] = blocks   # the host's launcher announces the launch
+            self.a.host[REGION.demand + tenant] += 1
         k = _Kernel(run, block_ns, (workers or self.worker_fit(shape)) if mode == "persistent" else blocks,
                     shape, issue, bytes_per_block / block_ns, priority=priority, on_done=on_done)
         self._unfinished[id(run)] = k

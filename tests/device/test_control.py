@@ -612,6 +612,17 @@ def test_a_latency_critical_launch_drains_its_max_ctas_sms_for_best_effort_worke
         NUM_SMS - 1, NUM_SMS - 17, NUM_SMS - 17]
 
 
+@pytest.mark.parametrize("ctas, want", [(5, 5), (16, 16), (400, 16), (-3, 0)])
+def test_lc_demand_is_the_latest_launchs_ctas_at_most_the_tenants_max_ctas(rig, ctas, want):
+    lc_launch(rig, 1, 0)
+    rig.a.host[REGION.launch_ctas + INFER] = ctas
+    rig.a.host[REGION.launch_ctas + TRAIN] = 99   # a best-effort launch is no latency-critical demand
+    assert rig.housekeeping(T_TICK) == 0
+    assert rig.ctl[S.PLANE.lc_demand] == want
+    # the baseline drains one SM per CTA; with no demand, the tenant's max_ctas
+    assert drained(rig) == list(range(NUM_SMS - (want or 16), NUM_SMS))
+
+
 def test_the_drain_holds_past_the_launch_then_clears(rig):
     lc_launch(rig, 1, 0)
     assert rig.housekeeping(T_TICK) == 0

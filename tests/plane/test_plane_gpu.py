@@ -332,7 +332,7 @@ def test_no_best_effort_block_runs_on_an_sm_drained_for_a_latency_critical_tenan
     preload(kernel, stream, spare, 0, 1, spare, 0)
     infer = plane.quotas.index("infer")
     with running(plane):
-        plane.announce_launch(infer)   # a latency-critical launch on its way: the baseline's sm_tick drains
+        plane.announce_launch(infer, 16)   # a latency-critical launch of 16 CTAs on its way: sm_tick drains 16 SMs
         settle(plane)
         drained = plane.plane_stats()["drained_sms"]
         assert kernel[nblocks, THREADS, stream](sms, 20_000) == nblocks

@@ -70,7 +70,8 @@ def model(hook: str, ctx: dict, quota: dict | None) -> tuple[int, dict]:
         return 0, after
     if hook == "sm_tick":
         held = ctx["lc_active"] or ctx["lc_idle_ns"] < HOLD_NS
-        count = min(ctx["lc_reserved"], ctx["num_sms"] // 2) if held else 0
+        demand = ctx["lc_demand"] or ctx["lc_reserved"]
+        count = min(demand, ctx["num_sms"] // 2) if held else 0
         after["drain_first"], after["drain_count"] = (ctx["num_sms"] - count if count else 0), count
         return 0, after
     raise AssertionError(f"no model for hook {hook!r}")
@@ -266,21 +267,23 @@ def test_warp_throttle_tick_copies_the_quota_warp_cap(form, present, tenant, wan
     assert (r0, after["warp_cap"]) == (0, want)
 
 
-SM_CASES = {
-    "a latency-critical tenant active: its max_ctas SMs, the last ones": (1, 0, 16, 132, (116, 16)),
-    "idle, within the hold": (0, HOLD_NS - 1, 16, 132, (116, 16)),
-    "idle for the hold: nothing drained": (0, HOLD_NS, 16, 132, (0, 0)),
-    "never active (the plane starts lc_idle_ns huge)": (0, 1 << 62, 16, 132, (0, 0)),
-    "no latency-critical slots: nothing drained": (2, 0, 0, 132, (0, 0)),
-    "at most half the SMs": (1, 0, 500, 132, (66, 66)),
+SM_CASES = {   # lc_active, lc_idle_ns, lc_reserved, lc_demand, num_sms: (drain_first, drain_count)
+    "no launch announced yet: the tenants' max_ctas SMs, the last ones": (1, 0, 16, 0, 132, (116, 16)),
+    "a launch of 8 CTAs announced: 8 SMs": (1, 0, 16, 8, 132, (124, 8)),
+    "idle, within the hold": (0, HOLD_NS - 1, 16, 8, 132, (124, 8)),
+    "idle for the hold: nothing drained": (0, HOLD_NS, 16, 8, 132, (0, 0)),
+    "never active (the plane starts lc_idle_ns huge)": (0, 1 << 62, 16, 0, 132, (0, 0)),
+    "no latency-critical slots: nothing drained": (2, 0, 0, 0, 132, (0, 0)),
+    "at most half the SMs": (1, 0, 500, 0, 132, (66, 66)),
+    "at most half the SMs, by demand too": (1, 0, 500, 400, 132, (66, 66)),
 }
 
 
 @pytest.mark.parametrize("form", BASELINE_FORMS)
 @pytest.mark.parametrize("case", SM_CASES, ids=list(SM_CASES))
 def test_sm_tick_drains_the_last_sms_while_latency_critical_work_is_near(form, case):
-    active, idle, reserved, sms, want = SM_CASES[case]
-    ctx = {"lc_active": active, "lc_idle_ns": idle, "lc_reserved": reserved, "num_sms": sms,
+    active, idle, reserved, demand, sms, want = SM_CASES[case]
+    ctx = {"lc_active": active, "lc_idle_ns": idle, "lc_reserved": reserved, "lc_demand": demand, "num_sms": sms,
            "drain_first": 7, "drain_count": 9}
     r0, after, _ = run_policy(form, "sm_tick", ctx, be_quota(1))
     assert (r0, (after["drain_first"], after["drain_count"])) == (0, want)

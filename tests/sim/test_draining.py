@@ -27,8 +27,8 @@ def drained(plane) -> list[int]:
     return [sm for sm in range(plane.device.gpu.num_sms) if ctl[sm_word(sm, S.SM.drained)] == 1]
 
 
-def lc_kernel(plane, done: list) -> None:
-    plane.device.launch(0, blocks=LC_CTAS, block_ns=100_000, mode="gate", priority=-1,
+def lc_kernel(plane, done: list, ctas: int = LC_CTAS) -> None:
+    plane.device.launch(0, blocks=ctas, block_ns=100_000, mode="gate", priority=-1,
                         issue_utilisation=1.0, on_done=done.append)
 
 
@@ -62,6 +62,19 @@ def test_best_effort_workers_leave_the_drained_sms_and_latency_critical_ctas_lan
         assert stats["drains"] == LC_CTAS and stats["drained_sms"] == LC_CTAS
         assert 0 < stats["drain_wait_max_ns"] <= BLOCK_NS + plane.options.periods.tick_ns
         assert plane.counters()["train"]["drained"] >= stats["drains"]  # each drain saw at least one leave
+
+
+def test_a_drain_is_sized_by_the_latency_critical_launch_not_by_its_max_ctas():
+    with gbpfd.Plane(backend="sim", quotas=quotas()) as plane:
+        d = saturated(plane)
+        runs: list = []
+        for ctas in (3, 5):   # each launch's CTAs, one SM each; the drain follows the latest
+            lc_kernel(plane, runs, ctas)
+            d.run_while(lambda: len(runs) < (1 if ctas == 3 else 2), 5 * MS)
+            assert drained(plane) == list(range(d.gpu.num_sms - ctas, d.gpu.num_sms))
+        lc_kernel(plane, runs, 4 * LC_CTAS)   # a grid beyond the tenant's max_ctas drains max_ctas SMs
+        d.run_while(lambda: len(runs) < 3, 10 * MS)
+        assert len(drained(plane)) == LC_CTAS
 
 
 def test_the_workers_come_back_once_the_drain_clears():
