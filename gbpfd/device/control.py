@@ -29,6 +29,10 @@ from gbpfd.vm.status import OK
 
 COMMANDS_PER_LOOP = 4  # commands taken per iteration: a flood cannot starve admission
 TORN_LOOPS_MAX = 1024  # iterations a quotas command waits for a consistent snapshot before it is refused
+#: what one housekeeping call did, for the lanes of its warp
+CONTINUE, STOPPED, TICKED = 0, 1, 2
+#: PLANE.staged: the copy of the snapshot a pending quotas command adopts
+NOT_STAGED, WANTED, STAGED, TORN = 0, 1, 2, 3
 QUOTA_WORDS_ALL = MAX_TENANTS * (QUOTA_RECORD_BYTES // 8)
 CTX_ADDRESS = np.uint64(RID_CTX << 32)
 #: the periodic hooks in the order a loop iteration runs them, with their last-run and period words
@@ -366,12 +370,22 @@ def aggregate_tenants(now, ctl, host, flat8):
         ctl[PLANE.last_lc_ns] = now
 
 
-def mirror(ctl, host, flat):
-    """Copy counters, histograms and plane totals where the host reads them."""
-    for i in range(MAX_TENANTS * COUNTER_RECORD_WORDS):
+def mirror(lane, lanes, ctl, host, flat):
+    """The housekeeping warp's lanes copy counters and histograms where the
+    host reads them (lane i words i, i + lanes, ...: posted stores, about
+    MIRROR_WORDS / lanes per lane), lane 0 the plane totals; every store is
+    visible to the host before the lanes go on."""
+    for i in range(lane, MAX_TENANTS * COUNTER_RECORD_WORDS, lanes):
         host[REGION.counters + i] = flat[COUNTERS_WORD + i]
-    for i in range(MAX_TENANTS * HIST_BUCKETS):
+    for i in range(lane, MAX_TENANTS * HIST_BUCKETS, lanes):
         host[REGION.histogram + i] = ctl[HIST_BASE + i]
+    if lane == 0:
+        mirror_totals(ctl, host)
+    fence_sys()
+    warp_sync()
+
+
+def mirror_totals(ctl, host):
     host[HEADER.decisions] = ctl[PLANE.decisions]
     host[HEADER.fast_grants] = ctl[PLANE.fast_grants]
     host[HEADER.requests] = ctl[PLANE.requests]
@@ -403,7 +417,8 @@ def start_tick_period(now, ctl, host, flat8):
 def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
     """The periodic hooks that are due, in PERIODIC_HOOKS order: per tenant
     (therm_tick and sm_tick once, plane-wide), all through one
-    ``run_periodic``; after a tick period's hooks, the counters are mirrored."""
+    ``run_periodic``; True when a tick period's hooks ran (the counters are
+    then mirrored)."""
     ticked = False
     for k in range(len(PERIODIC_HOOKS)):
         h = PERIODIC_HOOKS[k]
@@ -418,21 +433,37 @@ def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
                 run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
         ctl[PERIODIC_LAST[k]] = now  # after the runs: therm_tick's dt_ns is the time since the last one
         ticked = ticked or h == HOOK.tick
-    if ticked:
-        mirror(ctl, host, flat)
-        host[HEADER.ticks] += 1
+    return ticked
+
+
+def stage_snapshot(lane, lanes, ctl, host):
+    """When a quotas command asked for it (``PLANE.staged`` is WANTED), the
+    housekeeping warp's lanes copy the published snapshot into the staging
+    area (coalesced, over PCIe), so a torn read leaves the snapshot in use
+    untouched; ``PLANE.staged`` becomes STAGED or TORN."""
+    if lane_broadcast(ctl[PLANE.staged]) != WANTED:   # a device word: no PCIe read when no command waits
+        return
+    epoch = snapshot_copy(lane, lanes, host, ctl, STAGE)
+    if lane == 0:
+        ctl[PLANE.staged] = STAGED if epoch >= 0 else TORN
+
+
+def install_staged(lane, lanes, ctl, flat):
+    """A consistent staged copy into the words the hooks read (device
+    memory, the lanes' share each), just before lane 0 adopts it."""
+    if lane_broadcast(ctl[PLANE.staged]) != STAGED:
+        return
+    for i in range(lane, QUOTA_WORDS_ALL, lanes):
+        flat[QUOTA_WORD + i] = ctl[STAGE + META_WORDS + i]
+    for i in range(lane, META_WORDS, lanes):
+        ctl[i] = ctl[STAGE + i]
+    warp_sync()
 
 
 def adopt_snapshot(now, seq, ctl, host, flat8, flat):
-    """Copy the published snapshot through the staging area, so a torn read
-    leaves the snapshot in use untouched."""
-    epoch = snapshot_copy(host, ctl, STAGE, ctl, STAGE + META_WORDS)
-    if epoch < 0:
-        return False
-    for i in range(QUOTA_WORDS_ALL):
-        flat[QUOTA_WORD + i] = ctl[STAGE + META_WORDS + i]
-    for i in range(META_WORDS):
-        ctl[i] = ctl[STAGE + i]
+    """The rest of adopting the snapshot ``stage_snapshot`` put in place:
+    first warp caps, the plane-wide aggregates, the worker SMs, the event."""
+    epoch = ctl[META.epoch]
     for t in range(ctl[META.ntenants]):
         if ctl[tenant_word(t, TENANT.warp_cap)] == 0:
             ctl[tenant_word(t, TENANT.warp_cap)] = quota_field(flat8, t, QUOTA.warp_cap, QUOTA_SIZE.warp_cap)
@@ -453,14 +484,21 @@ def run_command(at, now, ctl, host, flat8, flat):
     if op == OP.stop:
         return 1
     if op == OP.quotas:
-        if adopt_snapshot(now, seq, ctl, host, flat8, flat):
+        staged = ctl[PLANE.staged]
+        if staged == STAGED:
+            ctl[PLANE.staged] = NOT_STAGED
             ctl[PLANE.torn_loops] = 0
-        elif ctl[PLANE.torn_loops] < TORN_LOOPS_MAX:
-            ctl[PLANE.torn_loops] += 1
-            return -1
-        else:  # the host never finished its write (a publisher died mid-write): refuse, keep the old snapshot
+            adopt_snapshot(now, seq, ctl, host, flat8, flat)
+        elif staged == TORN and ctl[PLANE.torn_loops] >= TORN_LOOPS_MAX:
+            # the host never finished its write (a publisher died mid-write): refuse, keep the old snapshot
+            ctl[PLANE.staged] = NOT_STAGED
             ctl[PLANE.torn_loops] = 0
             event_push(host, KIND.bad_command, now, -1, -1, -1, op, seq, 0)
+        else:  # the warp copies it after this call (again, after a torn copy); the command waits for that
+            if staged == TORN:
+                ctl[PLANE.torn_loops] += 1
+            ctl[PLANE.staged] = WANTED
+            return -1
     elif op == OP.swap and 0 <= h < len(HOOK) and 0 <= slot < BASELINE_SLOT and 0 < host[
             at + COMMAND.arg0] <= MAX_INSNS:
         ctl[NINSNS + h * NPROG_SLOTS + slot] = host[at + COMMAND.arg0]
@@ -484,7 +522,9 @@ def run_command(at, now, ctl, host, flat8, flat):
 
 
 def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
-    """The serial part of one control-loop iteration; 1 when told to stop."""
+    """The serial part of one control-loop iteration (lane 0 of the
+    housekeeping warp): CONTINUE, STOPPED (told to stop) or TICKED (a tick
+    period's hooks ran)."""
     host[HEADER.heartbeat_ns] = now  # a posted store: the loop reads the host area only for commands
     ctl[PLANE.loops] += 1
     ctl[PLANE.period_loops] += 1
@@ -499,12 +539,30 @@ def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
         command_release(host)
         if outcome == 1:
             forward_staged(ctl, host)
-            mirror(ctl, host, flat)
+            return STOPPED
+    return TICKED if periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout) else CONTINUE
+
+
+def control_warp(lane, lanes, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+    """One iteration of the housekeeping warp, run by its ``lanes`` lanes
+    together (one lane on the CPU targets): lane 0 runs ``housekeeping``;
+    all of them copy the bulk words: a new snapshot in over PCIe when a
+    quotas command waits (it is adopted in the next iteration), and the
+    counters out.  1 (in every lane) when told to stop."""
+    install_staged(lane, lanes, ctl, flat)
+    outcome = lane_broadcast(housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+                             if lane == 0 else CONTINUE)
+    stage_snapshot(lane, lanes, ctl, host)
+    if outcome == CONTINUE:
+        return 0
+    mirror(lane, lanes, ctl, host, flat)
+    if lane == 0:
+        if outcome == STOPPED:
             host[HEADER.exit_reason] = 1
             event_push(host, KIND.stopped, now, -1, -1, -1, 1, 0, 0)
-            return 1
-    periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-    return 0
+        else:
+            host[HEADER.ticks] += 1
+    return 1 if outcome == STOPPED else 0
 
 
 def hist_bucket(wait_ns):
@@ -583,5 +641,6 @@ DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, in
                     invoke_with_fallback,
                     fill_tick, apply_tick, fill_dma, apply_dma, fill_warp, fill_therm, fill_sm, apply_sm, allowed_sms,
                     count_worker_sms, fill_ctx, apply_ctx,
-                    run_periodic, aggregate_tenants, mirror, due, start_tick_period, periodic,
-                    adopt_snapshot, run_command, housekeeping, hist_bucket, serve_slot, decide_claimed)
+                    run_periodic, aggregate_tenants, mirror, mirror_totals, due, start_tick_period, periodic,
+                    stage_snapshot, install_staged, adopt_snapshot, run_command, housekeeping, control_warp, hist_bucket, serve_slot,
+                    decide_claimed)

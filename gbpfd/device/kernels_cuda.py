@@ -2,8 +2,9 @@
 control kernel and the worker-side waits (device code only: host code
 lives in gbpfd.plane.backend_cuda, see gbpfd.device).
 
-The control CTA is two warps.  Warp 1's lane 0 runs ``housekeeping``
-(commands, periodic hooks) in a loop; in warp 0 every lane polls its
+The control CTA is two warps.  Warp 1 runs ``control_warp`` in a loop:
+lane 0 the commands and periodic hooks, all 32 lanes the coalesced copies
+of a new snapshot in and of the counters out; in warp 0 every lane polls its
 request slots with one acquire load each, a ballot gathers the posted
 ones, and lane 0 decides them in slot order, so one poll round costs one
 L2 round trip, not one per slot, and never waits on the host.
@@ -26,7 +27,7 @@ count_block = _D.count_block
 _cta_exit = _D.cta_exit
 dma_announce = _D.dma_announce
 dma_take = _D.dma_take
-housekeeping = _D.housekeeping
+control_warp = _D.control_warp
 note_block_ns = _D.note_block_ns
 worker_arrives = _D.worker_arrives
 worker_leaves = _D.worker_leaves
@@ -51,8 +52,9 @@ BACKOFF_MAX_NS = 4096
 
 @cuda.jit
 def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
-    """Warp 1 (lane 0) runs housekeeping, which is the only code that reads
-    the host area over PCIe; warp 0 serves requests and never waits on it.
+    """Warp 1 runs housekeeping (lane 0) and copies the snapshot in and the
+    counters out (all lanes): the only code that touches the host area over
+    PCIe; warp 0 serves requests and never waits on it.
     The policy VM's registers and call frames are in shared memory, a row
     per runner (each used by one thread), not in global memory."""
     regs = cuda.shared.array(REGS_SHAPE, np.uint64)
@@ -65,9 +67,9 @@ def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
         host[HEADER.smid] = sm
         store_release_sys(host, HEADER.ready, 1)
     if tid >= WARP:
+        while control_warp(lane, WARP, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout) == 0:
+            pass
         if lane == 0:
-            while housekeeping(globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout) == 0:
-                pass
             store_release(ctl, S.PLANE.stop, 1)
         return
     stop = 0

@@ -50,8 +50,20 @@ def fence():
     return None
 
 
+@_jit
+def lane_broadcast(v):
+    """The warp's lane 0 is its only lane here."""
+    return v
+
+
+@_jit
+def warp_sync():
+    return None
+
+
 # one thread runs everything here: the scopes the GPU distinguishes are the same plain access
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
          "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
-         "fence_sys": fence, "atomic_add_le64": interp.atomic_add_le64}
+         "fence_sys": fence, "atomic_add_le64": interp.atomic_add_le64, "lane_broadcast": lane_broadcast,
+         "warp_sync": warp_sync}

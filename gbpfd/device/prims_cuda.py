@@ -138,7 +138,20 @@ def atomic_add_le64(flat8, at, value):
     _atomic_add_bytes64(flat8, at, value)
 
 
+@_device
+def lane_broadcast(v):
+    """Lane 0's ``v`` in every lane of the (whole) warp."""
+    return cuda.shfl_sync(0xFFFFFFFF, v, 0)
+
+
+@_device
+def warp_sync():
+    """Every lane of the warp here, each one's memory accesses before seen by the others after."""
+    cuda.syncwarp(0xFFFFFFFF)
+
+
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire_sys,
          "store_release_sys": store_release_sys, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
-         "fence_sys": fence_sys, "atomic_add_le64": atomic_add_le64}
+         "fence_sys": fence_sys, "atomic_add_le64": atomic_add_le64, "lane_broadcast": lane_broadcast,
+         "warp_sync": warp_sync}

@@ -4,6 +4,7 @@ The simulator cannot run inline PTX, so loads and stores are plain and the
 atomics are the simulator's own; it runs one thread at a time, which makes
 that exact.  Tests use this target to run the shared device source.
 """
+import numpy as np
 from numba import cuda
 
 _device = cuda.jit(device=True)
@@ -50,8 +51,29 @@ def atomic_add_le64(flat8, at, value):
         flat8[at + k] = (x >> (8 * k)) & 0xFF
 
 
+# The simulator has no warp shuffle or warp barrier: the kernels that run
+# the warp-wide code here are one warp per block, so the block's barrier and
+# a shared word stand in for them.
+@_device
+def lane_broadcast(v):
+    box = cuda.shared.array(1, np.int64)
+    cuda.syncthreads()
+    if cuda.threadIdx.x == 0:
+        box[0] = v
+    cuda.syncthreads()
+    out = box[0]
+    cuda.syncthreads()   # every lane has it before the next broadcast overwrites it
+    return out
+
+
+@_device
+def warp_sync():
+    cuda.syncthreads()
+
+
 # one thread at a time: the scopes the GPU distinguishes are the same plain access
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
          "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
-         "fence_sys": fence, "atomic_add_le64": atomic_add_le64}
+         "fence_sys": fence, "atomic_add_le64": atomic_add_le64, "lane_broadcast": lane_broadcast,
+         "warp_sync": warp_sync}

@@ -3,7 +3,7 @@
 The host publishes with a seqlock (``gbpfd.quotas.snapshot``): it makes
 ``seq`` odd, writes the body, makes ``seq`` even.  A copy is consistent when
 ``seq`` was even before it and unchanged after it.  The copy goes straight
-into the caller's arrays, so after a failed read (-1) they may hold a torn
+into the caller's array, so after a failed read (-1) it may hold a torn
 copy: copy into a staging buffer and adopt it only when an epoch comes back.
 """
 from gbpfd.bridge.layout import HEADER, MAX_TENANTS, QUOTA_WORDS, REGION, SNAPSHOT, SNAPSHOT_QUOTAS, SNAPSHOT_WORDS
@@ -16,6 +16,7 @@ META_FIRST = SEQ_WORD + 1
 META_WORDS = len(SNAPSHOT_WORDS) - 1
 META_EPOCH = SNAPSHOT.epoch - 1
 QUOTA_SPAN = MAX_TENANTS * QUOTA_WORDS
+SNAPSHOT_SPAN = META_WORDS + QUOTA_SPAN
 TORN_RETRIES_WORD = REGION.header + HEADER.torn_retries
 
 if SNAPSHOT.seq != 0 or SNAPSHOT_QUOTAS != META_FIRST + META_WORDS:
@@ -23,22 +24,25 @@ if SNAPSHOT.seq != 0 or SNAPSHOT_QUOTAS != META_FIRST + META_WORDS:
                      "must follow its other words")
 
 
-def snapshot_copy(host, meta_dst, meta_start, quota_dst, quota_start):
-    """Copy the snapshot's META_WORDS meta words to ``meta_dst[meta_start:]``
-    and its QUOTA_SPAN quota words to ``quota_dst[quota_start:]``; the epoch
-    copied, or -1 when SNAPSHOT_TRIES reads all overlapped a host write
-    (each failed try counted in the header's ``torn_retries``)."""
+def snapshot_copy(lane, lanes, host, dst, start):
+    """The ``lanes`` lanes of one warp (``lane`` is this one's; 1 lane on
+    the CPU targets) copy the snapshot's SNAPSHOT_SPAN words after ``seq``
+    (its meta words, then its quota records) to ``dst[start:]``, lane i
+    taking words i, i + lanes, ...: coalesced reads over PCIe, one round
+    trip per ``lanes`` words.  The epoch copied, or -1 when SNAPSHOT_TRIES
+    reads all overlapped a host write (each failed try counted in the
+    header's ``torn_retries``).  Every lane returns the same."""
     for _ in range(SNAPSHOT_TRIES):
-        seq = load_acquire_sys(host, SEQ_WORD)
+        seq = lane_broadcast(load_acquire_sys(host, SEQ_WORD))
         if seq & 1 == 0:
-            for i in range(META_WORDS):
-                meta_dst[meta_start + i] = host[META_FIRST + i]
-            for i in range(QUOTA_SPAN):
-                quota_dst[quota_start + i] = host[SNAPSHOT_QUOTAS + i]
-            fence_sys()  # the body loads complete before seq is read again
-            if load_acquire_sys(host, SEQ_WORD) == seq:
-                return meta_dst[meta_start + META_EPOCH]
-        host[TORN_RETRIES_WORD] += 1  # only the control CTA writes the header
+            for i in range(lane, SNAPSHOT_SPAN, lanes):
+                dst[start + i] = host[META_FIRST + i]
+            fence_sys()   # this lane's body loads complete before seq is read again ...
+            warp_sync()   # ... and every lane's, and lane 0's epoch store is seen by all
+            if lane_broadcast(load_acquire_sys(host, SEQ_WORD)) == seq:
+                return dst[start + META_EPOCH]
+        if lane == 0:
+            host[TORN_RETRIES_WORD] += 1  # only the control CTA writes the header
     return -1
 
 

@@ -51,7 +51,7 @@ _PLANE_NAMES = [
     "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
     "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped", "reaction_ns",
     "staged_head", "staged_tail", "staged_dropped", "staged_dropped_seen",
-    "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers", "be_block_ns",
+    "staged", "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers", "be_block_ns",
     "drain_first", "drain_count",
     "drains", "drain_wait_sum_ns", "drain_wait_max_ns",
 ]

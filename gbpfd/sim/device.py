@@ -243,7 +243,7 @@ class SimDevice:
         written = int(self.a.host[COMMAND_HEAD])
         self._seen_head = self._visible_command_head() if self._command_heads else written
         self.a.host[COMMAND_HEAD] = self._seen_head
-        stop = self.dev.housekeeping(self.timer(), *self.args)
+        stop = self.dev.control_warp(0, 1, self.timer(), *self.args)
         self.a.host[COMMAND_HEAD] = written
         if stop:
             self.running = False

@@ -14,7 +14,7 @@ from gbpfd.bridge.layout import HEADER, HIST_BUCKETS, REGION, RING
 from gbpfd.bridge.ring import CommandRing, EventRing
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
-from gbpfd.device.control import COMMANDS_PER_LOOP
+from gbpfd.device.control import COMMANDS_PER_LOOP, NOT_STAGED, STAGED
 from gbpfd.device.gates import counter_word, slot_word, sm_word, tenant_word
 from gbpfd.device.snapshot import SEQ_WORD, SNAPSHOT_TRIES
 from gbpfd.isa.asm import assemble
@@ -78,7 +78,13 @@ class Rig:
                 self.dev.cta_exit(self.ctl, t, S.ENTER_TOKEN)
 
     def housekeeping(self, now: int) -> int:
-        return int(self.dev.housekeeping(now, *self.a.device_args()))
+        return int(self.dev.control_warp(0, 1, now, *self.a.device_args()))
+
+    def adopt(self, now: int) -> int:
+        """The two iterations a quotas command takes: the first copies the
+        published snapshot in, the second adopts it."""
+        assert self.housekeeping(now) == 0
+        return self.housekeeping(now)
 
     def post(self, t: int, now: int) -> int:
         s = int(self.dev.post_request(self.ctl, t, 1, now))
@@ -124,7 +130,7 @@ def rig(dev):
     r = Rig(dev)
     r.publish()
     r.ask(TRAIN, BATCH)
-    assert r.housekeeping(T_ADOPT) == 0
+    assert r.adopt(T_ADOPT) == 0
     r.events()
     return r
 
@@ -135,13 +141,17 @@ def kinds(events):
 
 # ------------------------------------------------------------------ snapshot
 
-def test_one_housekeeping_adopts_the_published_snapshot(dev):
+def test_a_quotas_command_is_copied_in_one_iteration_and_adopted_in_the_next(dev):
     r = Rig(dev)
     seq = r.publish()
     r.ask(TRAIN, BATCH)
     assert r.ctl[S.META.epoch] == 0
     assert r.housekeeping(T_ADOPT) == 0
-    assert r.ctl[S.META.epoch] == 1
+    # staged: the quotas in use are untouched until the next iteration adopts the copy
+    assert r.ctl[S.PLANE.staged] == STAGED and r.ctl[S.META.epoch] == 0 and r.commands.pending() == 1
+    assert not r.a.flat[S.QUOTA_WORD:S.QUOTA_WORD + S.QUOTA_BYTES // 8].any() and r.events() == []
+    assert r.housekeeping(T_ADOPT) == 0
+    assert r.ctl[S.PLANE.staged] == NOT_STAGED and r.ctl[S.META.epoch] == 1
     assert r.ctl[S.META.ntenants] == 3
     assert r.ctl[S.META.total_slots] == TOTAL_SLOTS
     quota = r.a.flat[S.QUOTA_WORD:S.QUOTA_WORD + S.QUOTA_BYTES // 8]
@@ -165,7 +175,7 @@ def test_demand_leaves_the_fair_share_after_the_active_window(dev):
     r = Rig(dev, active_window_ns=5_000)
     r.publish()
     r.ask(TRAIN, BATCH, now=T_TICK - 1_000)
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     r.housekeeping(T_TICK)
     assert r.ctl[S.PLANE.be_weight_sum] == 4
     r.ask(TRAIN, now=2 * T_TICK - 1_000)
@@ -178,7 +188,7 @@ def test_a_new_snapshot_replaces_the_quotas(rig):
     heavier = {"tenants": {"infer": {"class": "latency-critical", "weight": 1, "max_ctas": 8},
                            "train": {"class": "best-effort", "weight": 5, "max_ctas": 4096}}}
     seq = rig.publish(heavier)
-    rig.housekeeping(T_ADOPT + 10)
+    rig.adopt(T_ADOPT + 10)
     assert rig.ctl[S.META.epoch] == 2 and rig.ctl[S.META.ntenants] == 2
     quota = rig.a.flat[S.QUOTA_WORD:S.QUOTA_WORD + S.QUOTA_BYTES // 8]
     np.testing.assert_array_equal(quota, pack_quotas(load_quotas(heavier)))
@@ -208,7 +218,7 @@ def test_a_torn_snapshot_keeps_the_quotas_in_use_and_is_retried(rig):
     assert rig.a.host[REGION.header + HEADER.torn_retries] == 2 * SNAPSHOT_TRIES
     # once the write completes, the same command adopts it
     rig.a.host[SEQ_WORD] += 1
-    rig.housekeeping(T_TICK + 10)
+    rig.adopt(T_TICK + 10)
     assert rig.ctl[S.META.epoch] == 2 and rig.ctl[S.META.total_slots] == TOTAL_SLOTS + 1
     assert [(e.kind, e.args) for e in rig.events()] == [("quotas", {"epoch": 2, "seq": seq})]
     assert rig.commands.pending() == 0
@@ -253,7 +263,8 @@ def test_a_lowered_cap_retires_the_tokens_of_exiting_ctas(rig):
     for _ in range(ALLOWANCE[TRAIN]):
         assert rig.dev.try_token(rig.ctl, TRAIN, T_TICK + 1)
     rig.publish(DEMO.with_fields("train", max_ctas=30))
-    rig.housekeeping(2 * T_TICK)  # adopts the snapshot and ticks
+    rig.adopt(2 * T_TICK - 100)
+    rig.housekeeping(2 * T_TICK)  # the tick that sees the new cap
     assert rig.tenant(TRAIN, S.TENANT.tokens) == 0 and rig.tenant(TRAIN, S.TENANT.token_limit) == 0
     rig.dev.cta_exit(rig.ctl, TRAIN, S.ENTER_TOKEN)
     assert not rig.dev.try_token(rig.ctl, TRAIN, 2 * T_TICK + 1)
@@ -287,7 +298,7 @@ def test_a_second_tick_grants_only_what_was_used(rig):
 def test_tenants_that_never_asked_are_not_in_the_fair_share(dev):
     r = Rig(dev)
     r.publish()
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     assert r.ctl[S.PLANE.be_weight_sum] == 0
     r.ctl[tenant_word(TRAIN, S.TENANT.running)] = 1  # train runs a CTA; batch never asked
     r.housekeeping(T_TICK)
@@ -349,7 +360,7 @@ def test_serve_slot_records_the_wait_in_the_histogram(rig):
     hist = rig.ctl[S.HIST_BASE + BATCH * HIST_BUCKETS:S.HIST_BASE + (BATCH + 1) * HIST_BUCKETS]
     assert hist.tolist() == [0, 0, 0, 1] + [0] * (HIST_BUCKETS - 4)
     assert rig.ctl[S.PLANE.reaction_ns] == 1_000 and rig.a.host[HEADER.reaction_ns] == 0  # the host's: next tick
-    rig.dev.mirror(rig.ctl, rig.a.host, rig.a.flat)
+    rig.dev.mirror(0, 1, rig.ctl, rig.a.host, rig.a.flat)
     assert rig.a.host[HEADER.reaction_ns] == 1_000
 
 
@@ -368,7 +379,7 @@ def test_hist_bucket_edges(dev, bucket):
 def test_sampled_decisions_become_events(dev):
     r = Rig(dev, sample_every=1)
     r.publish()
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     r.events()
     r.decide(TRAIN, posted=T_ADOPT, served=T_ADOPT + 700)
     assert r.event_ring.drain() == []  # staged in device memory: the serving warp never writes the host ring
@@ -381,7 +392,7 @@ def test_sampled_decisions_become_events(dev):
 def test_staged_events_past_the_queue_are_dropped_and_counted_in_the_ring(dev):
     r = Rig(dev, sample_every=1)
     r.publish()
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     r.events()
     for i in range(S.STAGED_EVENTS + 3):  # one housekeeping pass forwards them: 3 too many meanwhile
         r.decide(TRAIN, posted=T_ADOPT + i, served=T_ADOPT + i + 10)
@@ -537,7 +548,7 @@ def test_the_serve_path_leaves_the_host_area_untouched(dev, policy):
     transaction on the request path); housekeeping forwards the events."""
     r = Rig(dev, sample_every=1)
     r.publish()
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     r.swap_in("cta_admit", policy, program_id=77)
     r.events()
     r.ctl[tenant_word(TRAIN, S.TENANT.tokens)] = 0  # so that the request runs the policy
@@ -564,7 +575,7 @@ def test_a_faulting_baseline_leaves_no_program_and_admits(dev):
     r = Rig(dev, baseline=False)
     A.install_baseline(r.a, "cta_admit", assemble(OUT_OF_BOUNDS), 9)
     r.publish()
-    r.housekeeping(T_ADOPT)
+    r.adopt(T_ADOPT)
     r.events()
     r.ctl[tenant_word(TRAIN, S.TENANT.running)] = 10 ** 6
     assert r.decide(TRAIN) == S.ADMIT  # no policy left: admit rather than stall the tenant
@@ -653,7 +664,7 @@ def test_a_policy_range_past_the_last_sm_is_cut(rig):
 def test_an_sm_mask_bounds_a_tenants_worker_sms(dev):
     r = Rig(dev)
     r.publish(DEMO.with_fields("train", sms=[0, 1, 2, "125-131"]))
-    assert r.housekeeping(T_ADOPT) == 0
+    assert r.adopt(T_ADOPT) == 0
     # SM 0 is the control CTA's; 2 + 7 SMs are left
     assert r.tenant(TRAIN, S.TENANT.worker_sms) == 9
     lc_launch(r, 1, 0)

@@ -16,7 +16,7 @@ pytest.importorskip("numba_cuda", reason="numba-cuda is not installed")
 SCRIPT = Path(__file__).with_name("cudasim_step.py")
 
 
-def test_one_control_step_in_the_cuda_simulator():
+def test_one_control_step_of_a_whole_housekeeping_warp_in_the_cuda_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     done = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -24,6 +24,8 @@ def test_one_control_step_in_the_cuda_simulator():
     stop, token_before_tick, slot, undecided, served, decision, stop2, token_after_tick = r["out"]
     assert (stop, stop2) == (0, 0)
     assert r["epoch"] == 1                      # the quotas command adopted the snapshot
+    assert r["quotas_in_use"] == r["quotas_published"]          # every lane's share of the copy landed
+    assert r["host_counters"] == r["device_counters"] and any(r["host_counters"])   # and of the mirror
     assert token_before_tick == 0               # no tick yet: no tokens
     assert 0 <= slot < 64 and undecided == -1   # posted, not yet decided
     assert served == 1 and decision == 1        # the baseline admitted it

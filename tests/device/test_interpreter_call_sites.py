@@ -1,6 +1,7 @@
 """The control kernel compiles the policy interpreter in once per warp: each
 step from the kernel down to ``execute`` has one call site (warp 0:
-``serve_slot``; warp 1: ``housekeeping``, through one ``run_periodic`` for
+``serve_slot``; warp 1: ``control_warp``, whose lane 0 runs
+``housekeeping``, through one ``run_periodic`` for
 every periodic hook), and the fallback to the baseline is a loop around the
 one ``invoke``.  Device functions are inlined, so every extra call site was
 a copy of the interpreter (ten before issue 12: 45,725 PTX lines, 14,043
@@ -33,8 +34,9 @@ def test_each_step_to_the_interpreter_has_one_call_site():
     assert sites["run_periodic"] == ["periodic"]
     assert sites["periodic"] == ["housekeeping"]
     assert sites["decide_claimed"] == ["serve_slot"]
+    assert sites["housekeeping"] == ["control_warp"]
 
 
 def test_the_control_kernel_calls_each_warp_s_entry_once():
     sites = call_sites("kernels_cuda.py")
-    assert sites["serve_slot"] == ["control_kernel"] and sites["housekeeping"] == ["control_kernel"]
+    assert sites["serve_slot"] == ["control_kernel"] and sites["control_warp"] == ["control_kernel"]

@@ -207,27 +207,28 @@ def device():
     return specialize(DEVICE_FUNCTIONS, prims_cpu.PRIMS, numba.njit(nogil=True))
 
 
-def device_read(device, host, meta_start=0, quota_start=0):
-    meta = np.full(meta_start + META_WORDS, -7, dtype=np.int64)
-    quota = np.full(quota_start + QUOTA_SPAN, -7, dtype=np.int64)
-    return device.snapshot_copy(host, meta, meta_start, quota, quota_start), meta, quota
+def device_read(device, host, start=0):
+    """The one-lane copy (as the CPU targets run it) into a fresh array at
+    ``start``: the epoch, the array, its meta words and its quota words."""
+    dst = np.full(start + META_WORDS + QUOTA_SPAN, -7, dtype=np.int64)
+    epoch = device.snapshot_copy(0, 1, host, dst, start)
+    return epoch, dst, dst[start:start + META_WORDS], dst[start + META_WORDS:]
 
 
 def test_device_copy_matches_the_host_read(device):
     host = fresh_host()
     SnapshotPublisher(host).publish(DEMO, total_slots=99, telemetry=Telemetry(valid=1, temp_c=40))
-    epoch, meta, quota = device_read(device, host, meta_start=3, quota_start=5)
+    epoch, dst, meta, quota = device_read(device, host, start=3)
     host_epoch, host_meta, host_quota = read_snapshot(host)
     assert epoch == host_epoch == 1
-    assert np.array_equal(meta[3:], host_meta) and (meta[:3] == -7).all()
-    assert np.array_equal(quota[5:], host_quota) and (quota[:5] == -7).all()
+    assert np.array_equal(meta, host_meta) and np.array_equal(quota, host_quota) and (dst[:3] == -7).all()
     assert host[TORN_RETRIES] == 0
 
 
 def test_device_copy_of_a_write_in_progress_gives_up_after_snapshot_tries(device):
     host = fresh_host()
     host[SEQ_WORD] = 3
-    epoch, _, _ = device_read(device, host)
+    epoch = device_read(device, host)[0]
     assert (epoch, host[TORN_RETRIES]) == (-1, SNAPSHOT_TRIES)
 
 
@@ -248,14 +249,14 @@ def bumping_device(only_below: int):
 def test_device_copy_never_accepts_a_seq_that_moved():
     host = fresh_host()
     SnapshotPublisher(host).publish(DEMO, total_slots=1)
-    epoch, _, _ = device_read(bumping_device(only_below=1 << 62), host)
+    epoch = device_read(bumping_device(only_below=1 << 62), host)[0]
     assert (epoch, host[TORN_RETRIES]) == (-1, SNAPSHOT_TRIES)
 
 
 def test_device_copy_retries_after_one_torn_copy():
     host = fresh_host()
     SnapshotPublisher(host).publish(DEMO, total_slots=1)  # seq is 2 now
-    epoch, _, quota = device_read(bumping_device(only_below=3), host)
+    epoch, _, _, quota = device_read(bumping_device(only_below=3), host)
     assert (epoch, host[TORN_RETRIES]) == (1, 1)
     assert np.array_equal(quota, pack_quotas(load_quotas(DEMO)))
 
@@ -318,9 +319,9 @@ def test_hammer_publisher_against_host_and_device_readers(device, fast_thread_sw
     snapshot_copy = device.snapshot_copy
 
     @numba.njit(nogil=True)
-    def read_batch(host, metas, quotas, epochs):
+    def read_batch(host, copies, epochs):
         for row in range(epochs.size):
-            epochs[row] = snapshot_copy(host, metas, row * META_WORDS, quotas, row * QUOTA_SPAN)
+            epochs[row] = snapshot_copy(0, 1, host, copies, row * (META_WORDS + QUOTA_SPAN))
 
     def guarded(body):
         def run():
@@ -349,21 +350,20 @@ def test_hammer_publisher_against_host_and_device_readers(device, fast_thread_sw
 
     def read_on_device():
         last = 0
-        metas = np.empty(DEVICE_BATCH * META_WORDS, dtype=np.int64)
-        quotas = np.empty(DEVICE_BATCH * QUOTA_SPAN, dtype=np.int64)
+        copies = np.empty((DEVICE_BATCH, META_WORDS + QUOTA_SPAN), dtype=np.int64)
         epochs = np.empty(DEVICE_BATCH, dtype=np.int64)
         while not stop.is_set():
-            read_batch(host, metas, quotas, epochs)
+            read_batch(host, copies.reshape(-1), epochs)
             for row, epoch in enumerate(epochs.tolist()):
                 if epoch == -1:
                     counts["device_gave_up"] += 1
                     continue
-                check_consistent(epoch, metas[row * META_WORDS:][:META_WORDS], quotas[row * QUOTA_SPAN:][:QUOTA_SPAN])
+                check_consistent(epoch, copies[row, :META_WORDS], copies[row, META_WORDS:])
                 assert epoch >= last
                 last = epoch
                 counts["device"] += 1
 
-    read_batch(fresh_host(), np.empty(META_WORDS, dtype=np.int64), np.empty(QUOTA_SPAN, dtype=np.int64),
+    read_batch(fresh_host(), np.empty(META_WORDS + QUOTA_SPAN, dtype=np.int64),
                np.empty(1, dtype=np.int64))  # compile before the clock starts
     threads = [threading.Thread(target=guarded(f), daemon=True) for f in (publish, read_on_host, read_on_device)]
     for thread in threads:
