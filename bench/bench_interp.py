@@ -69,7 +69,7 @@ def execute_args(program, fuel: int) -> tuple:
     regs (index 2) and out (the last) are the ones a run leaves its results in."""
     memory = build_memory(input_mem=bytes(range(32)))
     return (decode_program(program.insns), len(program.insns), np.zeros(11, np.uint64),
-            np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64), memory.flat, memory.base,
+            np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64), memory.flat, fast.NO_LOCAL, memory.base,
             memory.size, memory.perm, memory.map_rid, memory.map_value_size, memory.map_entries, memory.nmaps,
             np.int64(fuel), np.uint64(0), np.zeros(2, np.int64))
 
@@ -117,12 +117,12 @@ def _measure_cpu(run) -> None:
 
 
 @numba.njit(nogil=True)
-def _call_repeatedly(calls, code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+def _call_repeatedly(calls, code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size,
                      map_entries, nmaps, fuel, now_ns, out):
     """``calls`` runs through ``fast.execute``; the statuses ORed, so a fault in any run shows."""
     st = 0
     for _ in range(calls):
-        st |= fast.execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+        st |= fast.execute(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size,
                            map_entries, nmaps, fuel, now_ns, out)
     return st
 
@@ -189,11 +189,13 @@ def _measure_device(run) -> None:
     d = {name: cuda.to_device(value, stream=stream) for name, value in (
         ("code", decode_program(program.insns)), ("regs", np.zeros(11, np.uint64)),
         ("frames", np.zeros((LIMITS.max_call_depth, interp.FRAME_WORDS), np.uint64)), ("flat", memory.flat),
+        ("local", fast.NO_LOCAL),
         ("base", memory.base), ("size", memory.size), ("perm", memory.perm), ("map_rid", memory.map_rid),
         ("map_value_size", memory.map_value_size), ("map_entries", memory.map_entries),
         ("out", np.zeros(2, np.int64)), ("result", np.zeros(4, np.int64)))}
     run.step(f"the device interpreter, {reps} runs")
-    gk.interp_rate[1, 32, stream](d["code"], len(program.insns), d["regs"], d["frames"], d["flat"], d["base"],
+    gk.interp_rate[1, 32, stream](d["code"], len(program.insns), d["regs"], d["frames"], d["flat"], d["local"],
+                                  d["base"],
                                   d["size"], d["perm"], d["map_rid"], d["map_value_size"], d["map_entries"],
                                   memory.nmaps, 1 << 62, reps, DEVICE_WARM_NS, d["out"], d["result"])
     finish(cuda, stream)

@@ -160,8 +160,8 @@ def requester(ctl, tenant, gaps_ns, bound_ns, warm_ns, stamps, span):
 
 
 @cuda.jit
-def interp_rate(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size, map_entries, nmaps,
-                fuel, reps, warm_ns, out, result):
+def interp_rate(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size, map_entries,
+                nmaps, fuel, reps, warm_ns, out, result):
     """One thread runs the policy interpreter (the control CTA's
     ``execute``) over ``code`` ``reps`` times; ``result`` gets ns, cycles,
     instructions executed and the last status (a fault stops the loop)."""
@@ -173,8 +173,8 @@ def interp_rate(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map
     steps = 0
     st = 0
     for _ in range(reps):
-        st = execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size, map_entries,
-                     nmaps, fuel, np.uint64(g0), out)
+        st = execute(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size,
+                     map_entries, nmaps, fuel, np.uint64(g0), out)
         steps += out[0]
         if st != 0:
             break

@@ -6,7 +6,7 @@
 
 /* array sizes (int64 words) */
 #define GBPFD_CTL_WORDS                 9193
-#define GBPFD_FLAT_WORDS                149264
+#define GBPFD_FLAT_WORDS                148240
 #define GBPFD_MAX_TENANTS               32
 
 /* ctl: plane words */

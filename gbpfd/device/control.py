@@ -11,7 +11,8 @@ fault switches the hook to the baseline slot and reports why.
 
 Array arguments, in this order everywhere (``A`` in the docs): ``ctl``,
 ``host``, ``code``, ``flat8`` and ``flat`` (one buffer as bytes and as
-words), ``desc``, ``regs``, ``frames``, ``vmout``.
+words), ``desc``, ``regs``, ``frames``, ``stack`` (the policies' stacks,
+the interpreter's ``local`` array: shared memory on a GPU), ``vmout``.
 """
 import numpy as np
 
@@ -74,7 +75,7 @@ def latency_critical(flat8, t):
     return quota_field(flat8, t, QUOTA.klass, QUOTA_SIZE.klass) == CLASS_LATENCY_CRITICAL
 
 
-def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """Run hook ``h``'s active program on runner ``r`` (its ctx is filled).
     r0, or -1 after a fault (the hook then runs the baseline), or -2 when
     the hook has no program."""
@@ -86,7 +87,7 @@ def invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, 
     for k in range(11):
         rg[k] = 0
     rg[1] = CTX_ADDRESS
-    st = execute(code[h, slot], ctl[NINSNS + h * NPROG_SLOTS + slot], rg, frames[r], flat8,
+    st = execute(code[h, slot], ctl[NINSNS + h * NPROG_SLOTS + slot], rg, frames[r], flat8, stack,
                  d[D_BASE:D_SIZE], d[D_SIZE:D_PERM], d[D_PERM:D_MAP_RID], d[D_MAP_RID:D_MAP_VALUE_SIZE],
                  d[D_MAP_VALUE_SIZE:D_MAP_ENTRIES], d[D_MAP_ENTRIES:D_NMAPS], d[D_NMAPS], HOOK_BUDGET[h],
                  np.uint64(now), vmout[r])
@@ -129,7 +130,7 @@ def trace_event(h, r, tenant, now, program, ctl, host, value, calls):
         atomic_add(ctl, PLANE.traces_dropped, 1)
 
 
-def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """As ``invoke``; after a fault the baseline runs at once on the same ctx.
     One call site in a loop, so that the interpreter is compiled in once."""
     r0 = np.int64(-1)
@@ -137,7 +138,7 @@ def invoke_with_fallback(h, r, tenant, now, ctl, host, code, flat8, flat, desc, 
     # compiler does not unroll the loop into two interpreters
     tries = 2 if ctl[NINSNS + h * NPROG_SLOTS + BASELINE_SLOT] > 0 else 1
     for _ in range(tries):
-        r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        r0 = invoke(h, r, tenant, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
         if r0 != -1:
             break
     return r0
@@ -319,11 +320,11 @@ def apply_ctx(h, t, seen, now, ctl, flat8, flat):
         ctl[PLANE.global_cta_cap] = get(flat8, c + CTX_THERM.global_cta_cap, CTX_THERM_SIZE.global_cta_cap)
 
 
-def run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """One periodic hook's run for one tenant: the housekeeping warp's only
     call into the interpreter."""
     seen = fill_ctx(h, t, now, ctl, flat8)
-    if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout) >= 0:
+    if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout) >= 0:
         apply_ctx(h, t, seen, now, ctl, flat8, flat)
 
 
@@ -414,7 +415,7 @@ def start_tick_period(now, ctl, host, flat8):
     aggregate_tenants(now, ctl, host, flat8)
 
 
-def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """The periodic hooks that are due, in PERIODIC_HOOKS order: per tenant
     (therm_tick and sm_tick once, plane-wide), all through one
     ``run_periodic``; True when a tick period's hooks ran (the counters are
@@ -430,7 +431,7 @@ def periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
         first, end = (-1, 0) if h == HOOK.therm_tick or h == HOOK.sm_tick else (0, ctl[META.ntenants])
         for t in range(first, end):
             if t < 0 or present(flat8, t):
-                run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+                run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
         ctl[PERIODIC_LAST[k]] = now  # after the runs: therm_tick's dt_ns is the time since the last one
         ticked = ticked or h == HOOK.tick
     return ticked
@@ -521,7 +522,7 @@ def run_command(at, now, ctl, host, flat8, flat):
     return 0
 
 
-def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """The serial part of one control-loop iteration (lane 0 of the
     housekeeping warp): CONTINUE, STOPPED (told to stop) or TICKED (a tick
     period's hooks ran)."""
@@ -540,17 +541,17 @@ def housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
         if outcome == 1:
             forward_staged(ctl, host)
             return STOPPED
-    return TICKED if periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout) else CONTINUE
+    return TICKED if periodic(now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout) else CONTINUE
 
 
-def control_warp(lane, lanes, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def control_warp(lane, lanes, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """One iteration of the housekeeping warp, run by its ``lanes`` lanes
     together (one lane on the CPU targets): lane 0 runs ``housekeeping``;
     all of them copy the bulk words: a new snapshot in over PCIe when a
     quotas command waits (it is adopted in the next iteration), and the
     counters out.  1 (in every lane) when told to stop."""
     install_staged(lane, lanes, ctl, flat)
-    outcome = lane_broadcast(housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    outcome = lane_broadcast(housekeeping(now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
                              if lane == 0 else CONTINUE)
     stage_snapshot(lane, lanes, ctl, host)
     if outcome == CONTINUE:
@@ -574,15 +575,15 @@ def hist_bucket(wait_ns):
     return b
 
 
-def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def serve_slot(s, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """Decide slot ``s`` if a request is posted there; 1 if it decided."""
     if atomic_cas(ctl, slot_word(s, SLOT.state), POSTED, SERVING) != POSTED:
         return 0
-    decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
     return 1
 
 
-def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmout):
+def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout):
     """Decide the request in slot ``s``, which this CTA moved to SERVING."""
     t = ctl[slot_word(s, SLOT.tenant)]
     wait = now - ctl[slot_word(s, SLOT.post_ns)]
@@ -610,7 +611,7 @@ def decide_claimed(s, now, ctl, host, code, flat8, flat, desc, regs, frames, vmo
         put(flat8, c + CTX_ADMIT.block_ns, CTX_ADMIT_SIZE.block_ns, min(ctl[tenant_word(t, TENANT.block_ns)],
                                                                        0xFFFFFFFF))
         r0 = invoke_with_fallback(HOOK.cta_admit, RUNNER_ADMIT, t, now, ctl, host, code, flat8, flat, desc, regs,
-                                  frames, vmout)
+                                  frames, stack, vmout)
         # No program, or the baseline itself faulted: admit rather than stall the tenant.
         decision = DEFER if r0 == 0 else ADMIT
     atomic_add(ctl, tenant_word(t, TENANT.queued), -1)

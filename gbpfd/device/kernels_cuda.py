@@ -43,9 +43,10 @@ warp_throttled = _D.warp_throttled
 FULL_MASK = 0xFFFFFFFF
 WARP = 32
 CONTROL_THREADS = 2 * WARP
-#: the policy VM's registers and call frames, per runner (module constants: a shared array's shape must be one)
+#: the policy VM's registers, call frames and stacks, per runner (module constants: a shared array's shape must be one)
 REGS_SHAPE = (S.NRUNNERS, S.REGS_WORDS)
 FRAMES_SHAPE = (S.NRUNNERS,) + S.FRAMES_SHAPE
+STACK_AREA_BYTES = S.STACK_AREA_BYTES
 BACKOFF_MIN_NS = 32
 BACKOFF_MAX_NS = 4096
 
@@ -55,10 +56,12 @@ def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
     """Warp 1 runs housekeeping (lane 0) and copies the snapshot in and the
     counters out (all lanes): the only code that touches the host area over
     PCIe; warp 0 serves requests and never waits on it.
-    The policy VM's registers and call frames are in shared memory, a row
-    per runner (each used by one thread), not in global memory."""
+    The policy VM's registers, call frames and eBPF stacks are in shared
+    memory, a part per runner (each used by one thread), not in global
+    memory."""
     regs = cuda.shared.array(REGS_SHAPE, np.uint64)
     frames = cuda.shared.array(FRAMES_SHAPE, np.uint64)
+    stack = cuda.shared.array(STACK_AREA_BYTES, np.uint8)
     tid = cuda.threadIdx.x
     lane = tid % WARP
     if tid == 0:
@@ -67,7 +70,7 @@ def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
         host[HEADER.smid] = sm
         store_release_sys(host, HEADER.ready, 1)
     if tid >= WARP:
-        while control_warp(lane, WARP, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, vmout) == 0:
+        while control_warp(lane, WARP, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout) == 0:
             pass
         if lane == 0:
             store_release(ctl, S.PLANE.stop, 1)
@@ -82,7 +85,7 @@ def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
                 for b in range(WARP):
                     if (bits >> b) & 1:
                         serve_slot(b + WARP * k, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames,
-                                   vmout)
+                                   stack, vmout)
         if lane == 0:
             stop = load_acquire(ctl, S.PLANE.stop)
         stop = cuda.shfl_sync(FULL_MASK, stop, 0)

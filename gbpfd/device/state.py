@@ -118,7 +118,9 @@ COUNTERS_BYTES = RECORDS["counters"].size * MAX_TENANTS
 NRUNNERS = 2          # 0 runs the periodic hooks, 1 serves admission requests
 RUNNER_TICK, RUNNER_ADMIT = 0, 1
 CTX_BYTES = 64
-RUNNER_BYTES = CTX_BYTES + LIMITS.stack_bytes * LIMITS.max_call_depth
+RUNNER_BYTES = CTX_BYTES
+#: the policies' stacks, runner by runner, frame by frame: the interpreter's ``local`` array, not in flat
+STACK_AREA_BYTES = NRUNNERS * LIMITS.max_call_depth * LIMITS.stack_bytes
 MAP_AREA_BYTES = LIMITS.max_map_bytes  # per (hook, program slot): the ABI limit the verifier enforces
 QUOTA_AT = 0
 COUNTERS_AT = QUOTA_AT + QUOTA_BYTES

@@ -31,6 +31,7 @@ class PlaneArrays:
     desc: np.ndarray
     regs: np.ndarray
     frames: np.ndarray
+    stack: np.ndarray
     vmout: np.ndarray
 
     @property
@@ -40,7 +41,7 @@ class PlaneArrays:
     def device_args(self) -> tuple:
         """In the order the control functions take them."""
         return (self.ctl, self.host, self.code, self.flat8, self.flat, self.desc, self.regs, self.frames,
-                self.vmout)
+                self.stack, self.vmout)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def allocate() -> PlaneArrays:
         desc=np.zeros((S.NHOOKS, S.NPROG_SLOTS, S.NRUNNERS, S.DESC_WORDS), np.int64),
         regs=np.zeros((S.NRUNNERS, S.REGS_WORDS), np.uint64),
         frames=np.zeros((S.NRUNNERS,) + S.FRAMES_SHAPE, np.uint64),
+        stack=np.zeros(S.STACK_AREA_BYTES, np.uint8),
         vmout=np.zeros((S.NRUNNERS, S.VMOUT_WORDS), np.int64),
     )
 
@@ -126,7 +128,8 @@ def _region_table(program, hook: str, runner: int, map_at: int):
     base[M.RID_COUNTERS], size[M.RID_COUNTERS], perm[M.RID_COUNTERS] = S.COUNTERS_AT, S.COUNTERS_BYTES, M.PERM_R
     for frame in range(LIMITS.max_call_depth):
         rid = M.RID_STACK0 + frame
-        base[rid], size[rid], perm[rid] = ctx + S.CTX_BYTES + frame * LIMITS.stack_bytes, LIMITS.stack_bytes, rw
+        at = (runner * LIMITS.max_call_depth + frame) * LIMITS.stack_bytes
+        base[rid], size[rid], perm[rid] = at, LIMITS.stack_bytes, rw | M.IN_LOCAL
     maps = np.zeros((3, LIMITS.max_maps), np.int64)
     placed = []
     cursor = map_at

@@ -65,8 +65,12 @@ def decoded(program) -> np.ndarray:
     return code
 
 
+#: the interpreter's ``local`` array: a Memory keeps every region in ``flat``
+NO_LOCAL = np.zeros(1, np.uint8)
+
+
 def _memory_args(memory: Memory) -> tuple:
-    return (memory.flat, memory.base, memory.size, memory.perm, memory.map_rid, memory.map_value_size,
+    return (memory.flat, NO_LOCAL, memory.base, memory.size, memory.perm, memory.map_rid, memory.map_value_size,
             memory.map_entries, memory.nmaps)
 
 
@@ -102,13 +106,13 @@ class BatchResult:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _execute_batch(code, ninsns, args, frames, flat, base, size, perm, map_rid, map_value_size, map_entries,
-                   nmaps, fuel, now_ns, status, r0, steps_pc):
+def _execute_batch(code, ninsns, args, frames, flat, local, base, size, perm, map_rid, map_value_size,
+                   map_entries, nmaps, fuel, now_ns, status, r0, steps_pc):
     regs = np.zeros(NREGS, np.uint64)
     for k in range(args.shape[0]):
         regs[:] = 0
         regs[1:1 + args.shape[1]] = args[k]
-        status[k] = execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+        status[k] = execute(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size,
                             map_entries, nmaps, fuel, now_ns, steps_pc[k])
         r0[k] = regs[0]
 

@@ -20,8 +20,8 @@ from gbpfd.isa import opids
 from gbpfd.isa.abi import HELPER_BY_NAME, LIMITS, RECORDS
 from gbpfd.vm import status
 from gbpfd.vm.decoded import COL_AUX, COL_DST, COL_FLAGS, COL_IMM, COL_OFF, COL_OP, COL_SRC, FLAG_64, FLAG_X, SIZE_SHIFT
-from gbpfd.vm.memory import (MAP_HANDLE_RID, NREGIONS, PERM_R, PERM_W, REGION_SHIFT, RID_COUNTERS, RID_QUOTA,
-                             RID_STACK0)
+from gbpfd.vm.memory import (IN_LOCAL, MAP_HANDLE_RID, NREGIONS, PERM_R, PERM_W, REGION_SHIFT, RID_COUNTERS,
+                             RID_QUOTA, RID_STACK0)
 from gbpfd.vm.result import E2BIG, EINVAL, EPERM
 
 FRAME_WORDS = 5  # return pc, then r6-r9
@@ -67,9 +67,13 @@ def atomic_add_le64(flat, at, value):
         x >>= U8
 
 
-def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size, map_entries,
+def execute(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size, map_entries,
             nmaps, fuel, now_ns, out):
     """Run the decoded program from slot 0; return its status code.
+
+    A region's bytes are in ``flat``, or in ``local`` when its ``perm`` has
+    IN_LOCAL (the device plane keeps its stacks there: shared memory on a
+    GPU); ``base`` is the offset in the array that holds it.
 
     ``regs`` (uint64[11]) holds r1-r5 on entry and every register on return;
     ``frames`` is uint64[MAX_CALL_DEPTH, FRAME_WORDS]; ``out`` (int64[2])
@@ -243,15 +247,16 @@ def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_val
                 st = status.FAULT_BOUNDS
                 break
             where += base[rid]
+            mem = local if perm[rid] & IN_LOCAL else flat
             if store:
                 x = regs[code[pc, COL_SRC]] if op == opids.STX else np.uint64(imm)
                 for k in range(nbytes):
-                    flat[where + k] = np.uint8(x & BYTE)
+                    mem[where + k] = np.uint8(x & BYTE)
                     x >>= U8
             else:
                 x = U0
                 for k in range(nbytes - 1, -1, -1):
-                    x = (x << U8) | np.uint64(flat[where + k])
+                    x = (x << U8) | np.uint64(mem[where + k])
                 if op == opids.LDXSX:
                     ext = np.uint64(64 - 8 * nbytes)
                     x = np.uint64(np.int64(x << ext) >> np.int64(ext))
@@ -306,8 +311,9 @@ def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_val
                     st = status.FAULT_BOUNDS
                     break
                 kwhere += base[krid]
-                key = np.int64(flat[kwhere]) | (np.int64(flat[kwhere + 1]) << 8) | (
-                    np.int64(flat[kwhere + 2]) << 16) | (np.int64(flat[kwhere + 3]) << 24)
+                kmem = local if perm[krid] & IN_LOCAL else flat
+                key = np.int64(kmem[kwhere]) | (np.int64(kmem[kwhere + 1]) << 8) | (
+                    np.int64(kmem[kwhere + 2]) << 16) | (np.int64(kmem[kwhere + 3]) << 24)
                 vsize = map_value_size[m]
                 mrid = map_rid[m]
                 if imm == H_MAP_LOOKUP:
@@ -320,6 +326,7 @@ def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_val
                         st = status.FAULT_BOUNDS
                         break
                     vwhere += base[vrid]
+                    vmem = local if perm[vrid] & IN_LOCAL else flat
                     if regs[4] != U0:
                         res = U0 - np.uint64(EINVAL)
                     elif (perm[mrid] & PERM_W) == 0:
@@ -328,13 +335,13 @@ def execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_val
                         res = U0 - np.uint64(E2BIG)
                     else:
                         target = base[mrid] + key * vsize
-                        # memmove: the value may overlap the element it replaces.
+                        # memmove: the value may overlap the element it replaces (maps are in flat)
                         if target <= vwhere:
                             for k in range(vsize):
-                                flat[target + k] = flat[vwhere + k]
+                                flat[target + k] = vmem[vwhere + k]
                         else:
                             for k in range(vsize - 1, -1, -1):
-                                flat[target + k] = flat[vwhere + k]
+                                flat[target + k] = vmem[vwhere + k]
             elif imm == H_KTIME:
                 res = np.uint64(now_ns)
             elif imm == H_QUOTA_READ:

@@ -32,6 +32,10 @@ NREGIONS = RID_MAP0 + LIMITS.max_maps
 MAP_HANDLE_RID = 0xFF
 PERM_R = 1
 PERM_W = 2
+#: not a permission but the region's placement, kept with them: the region's
+#: bytes are in the interpreter's ``local`` array, not in ``flat`` (the
+#: device plane's stacks: on a GPU, shared memory)
+IN_LOCAL = 4
 MAP_KIND_ID = {name: kind.id for name, kind in MAP_KINDS.items()}
 ALIASED_RID = {"quota": RID_QUOTA, "counters": RID_COUNTERS}
 

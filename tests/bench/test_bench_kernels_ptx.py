@@ -45,7 +45,8 @@ def test_requester_posts_polls_and_leaves(gpu_kernels, ptx):
 def test_interp_rate_runs_the_interpreter(gpu_kernels, ptx):
     from numba import types
     i64, u64 = types.int64, types.uint64
-    sig = (i64[:, :], i64, u64[:], u64[:, :], types.uint8[:], i64[:], i64[:], i64[:], i64[:], i64[:], i64[:], i64,
+    u8 = types.uint8
+    sig = (i64[:, :], i64, u64[:], u64[:, :], u8[:], u8[:], i64[:], i64[:], i64[:], i64[:], i64[:], i64[:], i64,
            i64, i64, i64, i64[:], i64[:])
     text = ptx(gpu_kernels.interp_rate, sig)
     assert "%globaltimer" in text

@@ -29,20 +29,20 @@ LANES = 32
 
 
 @cuda.jit
-def step_kernel(ctl, host, code, flat8, flat, desc, regs, frames, vmout, tenant, out):
+def step_kernel(ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout, tenant, out):
     lane = cuda.threadIdx.x
-    copied = control_warp(lane, LANES, 1_000, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
-    adopted = control_warp(lane, LANES, 1_010, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    copied = control_warp(lane, LANES, 1_000, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
+    adopted = control_warp(lane, LANES, 1_010, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
     if lane == 0:
         out[0] = copied + adopted
         out[1] = try_token(ctl, tenant, 1_100)
         slot = post_request(ctl, tenant, 1, 1_200)
         out[2] = slot
         out[3] = poll_request(ctl, slot)
-        out[4] = serve_slot(slot, 1_500, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+        out[4] = serve_slot(slot, 1_500, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
         out[5] = poll_request(ctl, slot)
     cuda.syncthreads()   # one warp per block: lane 0 done before the lanes go on
-    ticked = control_warp(lane, LANES, 100_000, ctl, host, code, flat8, flat, desc, regs, frames, vmout)
+    ticked = control_warp(lane, LANES, 100_000, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout)
     if lane == 0:
         out[6] = ticked
         out[7] = try_token(ctl, tenant, 100_100)

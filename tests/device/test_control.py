@@ -17,6 +17,7 @@ from gbpfd.device.build import for_cpu
 from gbpfd.device.control import COMMANDS_PER_LOOP, NOT_STAGED, STAGED
 from gbpfd.device.gates import counter_word, slot_word, sm_word, tenant_word
 from gbpfd.device.snapshot import SEQ_WORD, SNAPSHOT_TRIES
+from gbpfd.isa.abi import LIMITS
 from gbpfd.isa.asm import assemble
 from gbpfd.plane import arrays as A
 from gbpfd.policies.catalog import baseline_programs
@@ -414,6 +415,33 @@ def test_swap_switches_the_active_slot_and_acknowledges(rig):
         ("swapped", ADMIT_HOOK, 77, {"seq": seq, "slot": 0})]
     # the baseline would admit train here; the new program decides now
     assert rig.decide(TRAIN) == S.DEFER
+
+
+STACKY = """
+.name stacky
+.hook cta_admit
+    lddw %r2, 0x1122334455667788
+    stxdw [%r10-8], %r2
+    ldxdw %r3, [%r10-8]
+    mov %r0, 0
+    jne %r3, %r2, out
+    mov %r0, 1
+out:
+    exit
+"""
+
+
+def test_a_policys_stack_is_the_runners_part_of_the_stack_array_not_flat(rig):
+    rig.swap_in("cta_admit", STACKY, program_id=78)
+    rig.ctl[tenant_word(TRAIN, S.TENANT.tokens)] = 0   # so that the request runs the policy
+    flat_before = rig.a.flat.copy()
+    assert rig.decide(TRAIN) == S.ADMIT
+    frame0 = S.RUNNER_ADMIT * LIMITS.max_call_depth * LIMITS.stack_bytes
+    top = frame0 + LIMITS.stack_bytes
+    assert rig.a.stack[top - 8:top].tobytes() == (0x1122334455667788).to_bytes(8, "little")
+    assert not rig.a.stack[:frame0].any()   # the tick runner's part is its own
+    changed = np.flatnonzero(rig.a.flat != flat_before)   # counters and the ctx words only
+    assert all(S.RUNNERS_AT // 8 <= w < S.MAPS_AT // 8 or S.COUNTERS_WORD <= w < S.RUNNERS_AT // 8 for w in changed)
 
 
 def test_unload_returns_the_hook_to_the_baseline(rig):

@@ -110,7 +110,7 @@ def test_counter_add_in_the_control_ctas_interpreter_is_one_atomic_add(kernels):
     i64, u64, u8 = types.int64, types.uint64, types.uint8
 
     def run(code, regs, frames, flat8, desc, out):
-        out[0] = execute(code, 4, regs, frames, flat8, desc, desc, desc, desc, desc, desc, 0, 64, u64(0), out)
+        out[0] = execute(code, 4, regs, frames, flat8, flat8, desc, desc, desc, desc, desc, desc, 0, 64, u64(0), out)
 
     ptx = _ptx(run, (i64[:, :], u64[:], u64[:, :], u8[:], i64[:], i64[:]))
     adds = [line for line in ptx.splitlines() if "atom" in line and ".add" in line]

@@ -60,7 +60,7 @@ def test_device_args_order(a):
     args = a.device_args()
     assert [x is y for x, y in zip(args, (a.ctl, a.host, a.code))] == [True] * 3
     assert args[3].base is a.flat or args[3].base is a.flat.base
-    assert [x is y for x, y in zip(args[4:], (a.flat, a.desc, a.regs, a.frames, a.vmout))] == [True] * 5
+    assert [x is y for x, y in zip(args[4:], (a.flat, a.desc, a.regs, a.frames, a.stack, a.vmout))] == [True] * 6
 
 
 # ------------------------------------------------------------- initialise
@@ -125,7 +125,11 @@ def test_stage_program_region_tables(a):
             ctx, HOOKS["cta_admit"].ctx_size, M.PERM_R | M.PERM_W)
         assert (base[M.RID_QUOTA], size[M.RID_QUOTA], perm[M.RID_QUOTA]) == (S.QUOTA_AT, S.QUOTA_BYTES, M.PERM_R)
         assert (base[M.RID_COUNTERS], perm[M.RID_COUNTERS]) == (S.COUNTERS_AT, M.PERM_R)
-        assert base[M.RID_STACK0] == ctx + S.CTX_BYTES and size[M.RID_STACK0] == LIMITS.stack_bytes
+        # each runner's frames, one after another, in the stack array (shared memory on a GPU)
+        for frame in range(LIMITS.max_call_depth):
+            rid = M.RID_STACK0 + frame
+            assert (base[rid], size[rid], perm[rid]) == ((runner * LIMITS.max_call_depth + frame) * LIMITS.stack_bytes,
+                                                         LIMITS.stack_bytes, M.PERM_R | M.PERM_W | M.IN_LOCAL)
         # the state map: its own area, readable and writable
         rid = M.RID_MAP0
         assert (base[rid], size[rid], perm[rid]) == (map_area("cta_admit", 0), 8 * 32, M.PERM_R | M.PERM_W)

@@ -95,7 +95,8 @@ def test_the_compiled_interpreter_counts_no_references():
     short run's cost (bench_interp's cpu_fast_njit_call_ns).  Compiled here
     uncached: a build loaded from the disk cache has no code to inspect."""
     i64, u64 = types.int64, types.uint64
-    sig = (i64[:, ::1], i64, u64[::1], u64[:, ::1], types.uint8[::1], i64[::1], i64[::1], i64[::1], i64[::1],
+    u8 = types.uint8
+    sig = (i64[:, ::1], i64, u64[::1], u64[:, ::1], u8[::1], u8[::1], i64[::1], i64[::1], i64[::1], i64[::1],
            i64[::1], i64[::1], i64, i64, u64, i64[::1])
     compiled = numba.njit(sig, **fast.JIT_OPTIONS)(interp.execute)
     code = compiled.inspect_asm(sig)

@@ -14,9 +14,9 @@ cuda = pytest.importorskip("numba.cuda")
 def _kernel():
     device_execute = cuda.jit(device=True)(interp.execute)
 
-    def kernel(code, ninsns, regs, frames, flat, base, size, perm, map_rid, map_value_size,
+    def kernel(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid, map_value_size,
                map_entries, nmaps, fuel, now_ns, out, status_out):
-        status_out[0] = device_execute(code, ninsns, regs, frames, flat, base, size, perm, map_rid,
+        status_out[0] = device_execute(code, ninsns, regs, frames, flat, local, base, size, perm, map_rid,
                                        map_value_size, map_entries, nmaps, fuel, now_ns, out)
     return kernel
 
@@ -28,7 +28,7 @@ def test_execute_compiles_to_ptx():
     if reason:
         pytest.skip(reason)
     i64, u64 = types.int64, types.uint64
-    sig = (i64[:, :], i64, u64[:], u64[:, :], types.uint8[:], i64[:], i64[:], i64[:], i64[:], i64[:],
+    sig = (i64[:, :], i64, u64[:], u64[:, :], types.uint8[:], types.uint8[:], i64[:], i64[:], i64[:], i64[:], i64[:],
            i64[:], i64, i64, u64, i64[:], i64[:])
     with stand_in_device():
         ptx, _ = cuda.compile_ptx(_kernel(), sig, cc=TARGET_CC)
