@@ -260,7 +260,10 @@ def apply_sm(now, ctl, flat8, flat):
         drained = 1 if first <= sm < first + count and sm != ctl[PLANE.smid] else 0
         if drained != ctl[sm_word(sm, SM.drained)]:
             ctl[sm_word(sm, SM.drained_ns)] = now
+            ctl[sm_word(sm, SM.drain_open)] = drained
             store_release(ctl, sm_word(sm, SM.drained), drained)
+            if drained == 1 and load_acquire(ctl, sm_word(sm, SM.be_workers)) == 0:
+                drain_done(ctl, sm, now)   # nothing to wait for
     count_worker_sms(ctl, flat)
 
 
@@ -324,7 +327,8 @@ def run_periodic(h, t, now, ctl, host, code, flat8, flat, desc, regs, frames, st
     """One periodic hook's run for one tenant: the housekeeping warp's only
     call into the interpreter."""
     seen = fill_ctx(h, t, now, ctl, flat8)
-    if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout) >= 0:
+    if invoke_with_fallback(h, RUNNER_TICK, t, now, ctl, host, code, flat8, flat, desc, regs, frames, stack,
+                            vmout) >= 0:
         apply_ctx(h, t, seen, now, ctl, flat8, flat)
 
 
@@ -643,5 +647,5 @@ DEVICE_FUNCTIONS = (put, get, ctx_at, quota_field, present, latency_critical, in
                     fill_tick, apply_tick, fill_dma, apply_dma, fill_warp, fill_therm, fill_sm, apply_sm, allowed_sms,
                     count_worker_sms, fill_ctx, apply_ctx,
                     run_periodic, aggregate_tenants, mirror, mirror_totals, due, start_tick_period, periodic,
-                    stage_snapshot, install_staged, adopt_snapshot, run_command, housekeeping, control_warp, hist_bucket, serve_slot,
-                    decide_claimed)
+                    stage_snapshot, install_staged, adopt_snapshot, run_command, housekeeping, control_warp,
+                    hist_bucket, serve_slot, decide_claimed)

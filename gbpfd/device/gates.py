@@ -90,13 +90,22 @@ def worker_arrives(ctl, flat, t, sm):
 
 def worker_leaves(ctl, t, sm, be, now):
     """The worker ``worker_arrives`` counted leaves its SM.  The last
-    best-effort worker to leave a drained SM completes the drain: how long
-    it took since the mark goes into the plane's drain-wait figures."""
+    best-effort worker to leave a drained SM completes the drain."""
     atomic_add(ctl, tenant_word(t, TENANT.workers), -1)
     atomic_add(ctl, sm_tenant_word(sm, t), -1)
     if be == 0:
         return
     if atomic_add(ctl, sm_word(sm, SM.be_workers), -1) == 1 and load_acquire(ctl, sm_word(sm, SM.drained)) == 1:
+        drain_done(ctl, sm, now)
+
+
+def drain_done(ctl, sm, now):
+    """SM ``sm`` has no best-effort worker left since its mark: the first
+    to see it (the last worker to leave, or the control CTA finding the SM
+    empty as it marks it) counts the drain and its wait, once per mark; a
+    worker that lands on the drained SM later and leaves at once is counted
+    in ``drained``, not as another drain."""
+    if atomic_cas(ctl, sm_word(sm, SM.drain_open), 1, 0) == 1:
         wait = now - ctl[sm_word(sm, SM.drained_ns)]
         atomic_add(ctl, PLANE.drains, 1)
         atomic_add(ctl, PLANE.drain_wait_sum_ns, wait)
@@ -247,6 +256,6 @@ def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
 
 
 DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, sm_word, sm_tenant_word, quota_u32, best_effort,
-                    every_sm, mask_bit, sm_allowed, note_running, count_block, worker_arrives, worker_leaves,
+                    every_sm, mask_bit, sm_allowed, note_running, count_block, worker_arrives, worker_leaves, drain_done,
                     worker_must_leave, note_block_ns, try_token, take_token, post_request, poll_request,
                     abandon_request, bypass, cta_exit, dma_take, dma_announce, warp_enter, warp_leave, warp_throttled)

@@ -70,7 +70,8 @@ def control_kernel(ctl, host, code, flat8, flat, desc, vmout):
         host[HEADER.smid] = sm
         store_release_sys(host, HEADER.ready, 1)
     if tid >= WARP:
-        while control_warp(lane, WARP, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, stack, vmout) == 0:
+        while control_warp(lane, WARP, globaltimer(), ctl, host, code, flat8, flat, desc, regs, frames, stack,
+                           vmout) == 0:
             pass
         if lane == 0:
             store_release(ctl, S.PLANE.stop, 1)

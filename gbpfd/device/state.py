@@ -51,8 +51,8 @@ _PLANE_NAMES = [
     "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
     "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped", "reaction_ns",
     "staged_head", "staged_tail", "staged_dropped", "staged_dropped_seen",
-    "staged", "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers", "be_block_ns",
-    "drain_first", "drain_count",
+    "staged", "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers",
+    "be_block_ns", "drain_first", "drain_count",
     "drains", "drain_wait_sum_ns", "drain_wait_max_ns",
 ]
 PLANE = namedtuple("PlaneWords", _PLANE_NAMES)(*range(META_WORDS, META_WORDS + len(_PLANE_NAMES)))
@@ -96,7 +96,8 @@ STAGED_EVENTS = 16
 STAGED_BASE = HIST_BASE + MAX_TENANTS * HIST_BUCKETS
 MAX_SMS = LIMITS.max_sms
 #: per SM: drained for latency-critical work (1) or not, since when, the best-effort persistent workers on it
-SM = _group("SmWords", ["drained", "drained_ns", "be_workers"])
+#: drain_open: 1 from a mark until its drain is counted complete (once per mark)
+SM = _group("SmWords", ["drained", "drained_ns", "be_workers", "drain_open"])
 SM_STRIDE = 4
 SM_BASE = STAGED_BASE + STAGED_EVENTS * len(EVENT_WORDS)
 #: per (SM, tenant): the tenant's persistent workers on the SM (its max_ctas_per_sm is checked against it)

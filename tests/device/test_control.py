@@ -646,6 +646,8 @@ def test_a_latency_critical_launch_drains_its_max_ctas_sms_for_best_effort_worke
     assert drained(rig) == list(range(NUM_SMS - 16, NUM_SMS))  # infer's max_ctas, the last SMs
     assert all(rig.ctl[sm_word(sm, S.SM.drained_ns)] == T_TICK for sm in drained(rig))
     assert rig.a.host[HEADER.drained_sms] == 16
+    # no best-effort worker was on them: each drain is complete at its mark, with no wait
+    assert rig.ctl[S.PLANE.drains] == 16 and rig.ctl[S.PLANE.drain_wait_max_ns] == 0
     # best-effort workers may stay on the SMs left; the latency-critical tenant on all of them
     assert [rig.tenant(t, S.TENANT.worker_sms) for t in (INFER, TRAIN, BATCH)] == [
         NUM_SMS - 1, NUM_SMS - 17, NUM_SMS - 17]

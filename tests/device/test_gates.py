@@ -227,11 +227,17 @@ def test_workers_are_counted_per_tenant_and_per_sm(dev, a):
     assert int(a.ctl[sm_word(SM + 1, S.SM.be_workers)]) == 0
 
 
+def mark(a, sm: int, ns: int) -> None:
+    """What the control CTA's apply_sm writes when it drains ``sm``."""
+    a.ctl[sm_word(sm, S.SM.drained_ns)] = ns
+    a.ctl[sm_word(sm, S.SM.drain_open)] = 1
+    a.ctl[sm_word(sm, S.SM.drained)] = 1
+
+
 def test_a_best_effort_worker_leaves_a_drained_sm_and_completes_the_drain(dev, a):
     be = dev.worker_arrives(a.ctl, a.flat, 0, SM)
     assert not dev.worker_must_leave(a.ctl, a.flat, 0, SM, be)
-    a.ctl[sm_word(SM, S.SM.drained)] = 1
-    a.ctl[sm_word(SM, S.SM.drained_ns)] = NOW
+    mark(a, SM, NOW)
     assert dev.worker_must_leave(a.ctl, a.flat, 0, SM, be)
     assert counter(a, 0, S.COUNTER.drained) == 1
     dev.worker_leaves(a.ctl, 0, SM, be, NOW + 700)
@@ -239,8 +245,18 @@ def test_a_best_effort_worker_leaves_a_drained_sm_and_completes_the_drain(dev, a
     assert int(a.ctl[S.PLANE.drain_wait_sum_ns]) == 700 and int(a.ctl[S.PLANE.drain_wait_max_ns]) == 700
 
 
+def test_a_worker_landing_on_an_sm_already_drained_is_no_second_drain(dev, a):
+    mark(a, SM, NOW)
+    dev.worker_leaves(a.ctl, 0, SM, dev.worker_arrives(a.ctl, a.flat, 0, SM), NOW + 700)
+    late = dev.worker_arrives(a.ctl, a.flat, 0, SM)   # a top-up's worker, placed on the empty SM
+    assert dev.worker_must_leave(a.ctl, a.flat, 0, SM, late)
+    dev.worker_leaves(a.ctl, 0, SM, late, NOW + 90_000)
+    assert int(a.ctl[S.PLANE.drains]) == 1 and int(a.ctl[S.PLANE.drain_wait_max_ns]) == 700
+    assert counter(a, 0, S.COUNTER.drained) == 1   # the late one left (the first was never asked to)
+
+
 def test_the_drain_completes_only_when_the_last_best_effort_worker_leaves(dev, a):
-    a.ctl[sm_word(SM, S.SM.drained)] = 1
+    mark(a, SM, NOW)
     be = [dev.worker_arrives(a.ctl, a.flat, t, SM) for t in (0, 3)]
     dev.worker_leaves(a.ctl, 0, SM, be[0], NOW)
     assert int(a.ctl[S.PLANE.drains]) == 0
