@@ -5,7 +5,7 @@
 #define GBPFD_LAYOUT_H
 
 /* array sizes (int64 words) */
-#define GBPFD_CTL_WORDS                 9193
+#define GBPFD_CTL_WORDS                 9194
 #define GBPFD_FLAT_WORDS                148240
 #define GBPFD_MAX_TENANTS               32
 
@@ -44,22 +44,23 @@
 #define GBPFD_PLANE_STAGED_DROPPED      39
 #define GBPFD_PLANE_STAGED_DROPPED_SEEN 40
 #define GBPFD_PLANE_STAGED              41
-#define GBPFD_PLANE_NUM_SMS             42
-#define GBPFD_PLANE_LAST_SM_NS          43
-#define GBPFD_PLANE_LAST_LC_NS          44
-#define GBPFD_PLANE_LC_ACTIVE           45
-#define GBPFD_PLANE_LC_RUNNING          46
-#define GBPFD_PLANE_LC_DEMAND           47
-#define GBPFD_PLANE_BE_WORKERS          48
-#define GBPFD_PLANE_BE_BLOCK_NS         49
-#define GBPFD_PLANE_DRAIN_FIRST         50
-#define GBPFD_PLANE_DRAIN_COUNT         51
-#define GBPFD_PLANE_DRAINS              52
-#define GBPFD_PLANE_DRAIN_WAIT_SUM_NS   53
-#define GBPFD_PLANE_DRAIN_WAIT_MAX_NS   54
+#define GBPFD_PLANE_SNAPSHOTS_STAGED    42
+#define GBPFD_PLANE_NUM_SMS             43
+#define GBPFD_PLANE_LAST_SM_NS          44
+#define GBPFD_PLANE_LAST_LC_NS          45
+#define GBPFD_PLANE_LC_ACTIVE           46
+#define GBPFD_PLANE_LC_RUNNING          47
+#define GBPFD_PLANE_LC_DEMAND           48
+#define GBPFD_PLANE_BE_WORKERS          49
+#define GBPFD_PLANE_BE_BLOCK_NS         50
+#define GBPFD_PLANE_DRAIN_FIRST         51
+#define GBPFD_PLANE_DRAIN_COUNT         52
+#define GBPFD_PLANE_DRAINS              53
+#define GBPFD_PLANE_DRAIN_WAIT_SUM_NS   54
+#define GBPFD_PLANE_DRAIN_WAIT_MAX_NS   55
 
 /* ctl: per-tenant words, at GBPFD_TENANT_BASE + tenant * GBPFD_TENANT_STRIDE */
-#define GBPFD_TENANT_BASE               361
+#define GBPFD_TENANT_BASE               362
 #define GBPFD_TENANT_STRIDE             24
 #define GBPFD_TENANT_TOKENS             0
 #define GBPFD_TENANT_RUNNING            1
@@ -83,7 +84,7 @@
 
 /* ctl: admission request slots, at GBPFD_SLOT_BASE + slot * GBPFD_SLOT_STRIDE */
 #define GBPFD_NSLOTS                    64
-#define GBPFD_SLOT_BASE                 1129
+#define GBPFD_SLOT_BASE                 1130
 #define GBPFD_SLOT_STRIDE               8
 #define GBPFD_SLOT_STATE                0
 #define GBPFD_SLOT_TENANT               1

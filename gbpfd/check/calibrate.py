@@ -38,6 +38,7 @@ MEMORY_WORDS = 1 << 28         # 1 GiB of float32: far beyond any L2
 PROBE_WORK = 1 << 14
 STREAM_CTAS_PER_SM = 1 + CO_RESIDENTS[-1]   # as the memory slowdown's fullest launch
 FLOAT32_BYTES = 4
+HOST_READ_STRIDE = 16          # words between two links of the read chain: one 128-byte line each
 LAUNCH_FEED_S = 0.5            # the clock feed outlives the launches timed beside it many times over
 
 
@@ -254,6 +255,29 @@ def measure_mapped(dev: Device, rounds: int = 500) -> dict:
     return {**spread(trips, "mapped_round_trip_ns", "ns"), **spread(trips, "mapped_host_to_device_ns", "ns", 0.5)}
 
 
+def read_chain(words: int, stride: int) -> np.ndarray:
+    """A chain for ``host_read_chain``: word i * stride holds (i + 1) * stride,
+    the last link back to 0, so each load is of a line not read before in
+    the pass."""
+    chain = np.zeros(words * stride, np.int64)
+    chain[np.arange(words) * stride] = (np.arange(1, words + 1) % words) * stride
+    return chain
+
+
+def measure_host_read(dev: Device, words: int = 2048) -> dict:
+    """A device load of mapped host memory, one after another (a PCIe round
+    trip each): what the control CTA's snapshot copy waits for per batch."""
+    cuda = dev.cuda
+    host = cuda.mapped_array(words * HOST_READ_STRIDE, np.int64)
+    host[:] = read_chain(words, HOST_READ_STRIDE)
+    out = cuda.mapped_array(2, np.int64)
+    dev.kernel("host_read_chain")[1, 32, dev.stream](host, words, out)
+    dev.finish("host_read_chain")
+    if out[1] != 0:
+        raise RuntimeError(f"the read chain ended at word {out[1]}, not back at 0")
+    return {"host_read_ns": (round(out[0] / words, 1), "ns")}
+
+
 def measure_launch(dev: Device, rounds: int = 200) -> dict:
     """Launch latency two ways: host launch -> the CTA's first clock reading,
     against the device clock a resident spinner fed to the host just before
@@ -370,6 +394,7 @@ MEASUREMENTS = (
     ("cross_sm", measure_cross_sm),
     ("atomic", measure_atomic),
     ("mapped", measure_mapped),
+    ("host_read", measure_host_read),
     ("launch", measure_launch),
     ("placement", measure_placement),
     ("compute_slowdown", lambda dev: measure_slowdown(dev, dev.G.COMPUTE)),

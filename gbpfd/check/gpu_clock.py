@@ -37,6 +37,7 @@ SIGS = {
     "mapped_echo": (_I64, _I64, _i64, _i64),
     "interference": (_i64, _i64, _i64, _f32[::1], _i64[:, ::1]),
     "placement": (_i64, _I64),
+    "host_read_chain": (_I64, _i64, _I64),
 }
 #: bench/gpu_kernels.py's kernels, as the calibration launches them
 BENCH_SIGS = {
@@ -175,6 +176,22 @@ def interference(kind, work, bound_ns, buf, rec):
         rec[b, REC_END] = globaltimer()
         rec[b, REC_SM] = smid()
         rec[b, REC_DONE] = all_finished
+
+
+@cuda.jit
+def host_read_chain(chain, reads, out):
+    """Thread 0 follows ``chain`` (mapped host memory: each word the index
+    of the next) for ``reads`` loads, each load's address taken from the one
+    before, so none can start before the last returns; ``out``: ns spent,
+    the index it ended at (stored, so the loads are kept)."""
+    if cuda.threadIdx.x != 0 or cuda.blockIdx.x != 0:
+        return
+    at = 0
+    start = globaltimer()
+    for _ in range(reads):
+        at = chain[at]
+    out[0] = globaltimer() - start
+    out[1] = at
 
 
 @cuda.jit

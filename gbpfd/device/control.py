@@ -380,10 +380,8 @@ def mirror(lane, lanes, ctl, host, flat):
     host reads them (lane i words i, i + lanes, ...: posted stores, about
     MIRROR_WORDS / lanes per lane), lane 0 the plane totals; every store is
     visible to the host before the lanes go on."""
-    for i in range(lane, MAX_TENANTS * COUNTER_RECORD_WORDS, lanes):
-        host[REGION.counters + i] = flat[COUNTERS_WORD + i]
-    for i in range(lane, MAX_TENANTS * HIST_BUCKETS, lanes):
-        host[REGION.histogram + i] = ctl[HIST_BASE + i]
+    lane_copy(host, REGION.counters, flat, COUNTERS_WORD, MAX_TENANTS * COUNTER_RECORD_WORDS, lane, lanes)
+    lane_copy(host, REGION.histogram, ctl, HIST_BASE, MAX_TENANTS * HIST_BUCKETS, lane, lanes)
     if lane == 0:
         mirror_totals(ctl, host)
     fence_sys()
@@ -451,6 +449,8 @@ def stage_snapshot(lane, lanes, ctl, host):
     epoch = snapshot_copy(lane, lanes, host, ctl, STAGE)
     if lane == 0:
         ctl[PLANE.staged] = STAGED if epoch >= 0 else TORN
+        if epoch >= 0:
+            ctl[PLANE.snapshots_staged] += 1
 
 
 def install_staged(lane, lanes, ctl, flat):
@@ -458,10 +458,8 @@ def install_staged(lane, lanes, ctl, flat):
     memory, the lanes' share each), just before lane 0 adopts it."""
     if lane_broadcast(ctl[PLANE.staged]) != STAGED:
         return
-    for i in range(lane, QUOTA_WORDS_ALL, lanes):
-        flat[QUOTA_WORD + i] = ctl[STAGE + META_WORDS + i]
-    for i in range(lane, META_WORDS, lanes):
-        ctl[i] = ctl[STAGE + i]
+    lane_copy(flat, QUOTA_WORD, ctl, STAGE + META_WORDS, QUOTA_WORDS_ALL, lane, lanes)
+    lane_copy(ctl, 0, ctl, STAGE, META_WORDS, lane, lanes)
     warp_sync()
 
 

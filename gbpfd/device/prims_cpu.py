@@ -51,6 +51,12 @@ def fence():
 
 
 @_jit
+def lane_copy(dst, dst_at, src, src_at, n, lane, lanes):
+    for i in range(lane, n, lanes):
+        dst[dst_at + i] = src[src_at + i]
+
+
+@_jit
 def lane_broadcast(v):
     """The warp's lane 0 is its only lane here."""
     return v
@@ -66,4 +72,4 @@ PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acq
          "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence, "atomic_add_le64": interp.atomic_add_le64, "lane_broadcast": lane_broadcast,
-         "warp_sync": warp_sync}
+         "warp_sync": warp_sync, "lane_copy": lane_copy}

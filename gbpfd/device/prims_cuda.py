@@ -19,6 +19,8 @@ from numba import cuda, types
 from numba.cuda import cgutils
 from numba.cuda.extending import intrinsic
 
+from gbpfd.device.state import COPY_BATCH
+
 _I64 = ir.IntType(64)
 
 
@@ -139,6 +141,24 @@ def atomic_add_le64(flat8, at, value):
 
 
 @_device
+def lane_copy(dst, dst_at, src, src_at, n, lane, lanes):
+    """Lane ``lane`` of ``lanes`` copies words lane, lane + lanes, ... of
+    ``src[src_at:src_at + n]`` to ``dst[dst_at:]``, issuing a batch of its
+    loads before the batch's first store: the loads are independent, so a
+    batch costs one memory round trip (over PCIe: one, not one per word)."""
+    buf = cuda.local.array(COPY_BATCH, types.int64)
+    for first in range(lane, n, COPY_BATCH * lanes):
+        for k in range(COPY_BATCH):
+            i = first + k * lanes
+            if i < n:
+                buf[k] = src[src_at + i]
+        for k in range(COPY_BATCH):
+            i = first + k * lanes
+            if i < n:
+                dst[dst_at + i] = buf[k]
+
+
+@_device
 def lane_broadcast(v):
     """Lane 0's ``v`` in every lane of the (whole) warp."""
     return cuda.shfl_sync(0xFFFFFFFF, v, 0)
@@ -154,4 +174,4 @@ PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acq
          "store_release_sys": store_release_sys, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence_sys, "atomic_add_le64": atomic_add_le64, "lane_broadcast": lane_broadcast,
-         "warp_sync": warp_sync}
+         "warp_sync": warp_sync, "lane_copy": lane_copy}

@@ -71,9 +71,15 @@ def warp_sync():
     cuda.syncthreads()
 
 
+@_device
+def lane_copy(dst, dst_at, src, src_at, n, lane, lanes):
+    for i in range(lane, n, lanes):
+        dst[dst_at + i] = src[src_at + i]
+
+
 # one thread at a time: the scopes the GPU distinguishes are the same plain access
 PRIMS = {"load_acquire": load_acquire, "store_release": store_release, "load_acquire_sys": load_acquire,
          "store_release_sys": store_release, "atomic_add": atomic_add, "atomic_cas": atomic_cas,
          "atomic_max": atomic_max, "fence": fence,
          "fence_sys": fence, "atomic_add_le64": atomic_add_le64, "lane_broadcast": lane_broadcast,
-         "warp_sync": warp_sync}
+         "warp_sync": warp_sync, "lane_copy": lane_copy}

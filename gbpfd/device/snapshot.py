@@ -28,15 +28,14 @@ def snapshot_copy(lane, lanes, host, dst, start):
     """The ``lanes`` lanes of one warp (``lane`` is this one's; 1 lane on
     the CPU targets) copy the snapshot's SNAPSHOT_SPAN words after ``seq``
     (its meta words, then its quota records) to ``dst[start:]``, lane i
-    taking words i, i + lanes, ...: coalesced reads over PCIe, one round
-    trip per ``lanes`` words.  The epoch copied, or -1 when SNAPSHOT_TRIES
+    taking words i, i + lanes, ... (``lane_copy``): coalesced reads over
+    PCIe, all of a lane's in flight at once.  The epoch copied, or -1 when SNAPSHOT_TRIES
     reads all overlapped a host write (each failed try counted in the
     header's ``torn_retries``).  Every lane returns the same."""
     for _ in range(SNAPSHOT_TRIES):
         seq = lane_broadcast(load_acquire_sys(host, SEQ_WORD))
         if seq & 1 == 0:
-            for i in range(lane, SNAPSHOT_SPAN, lanes):
-                dst[start + i] = host[META_FIRST + i]
+            lane_copy(dst, start, host, META_FIRST, SNAPSHOT_SPAN, lane, lanes)
             fence_sys()   # this lane's body loads complete before seq is read again ...
             warp_sync()   # ... and every lane's, and lane 0's epoch store is seen by all
             if lane_broadcast(load_acquire_sys(host, SEQ_WORD)) == seq:

@@ -51,7 +51,7 @@ _PLANE_NAMES = [
     "active_window_ns", "wait_bound_ns", "defer_bound_ns", "sample_every", "decisions", "fast_grants", "requests",
     "bypassed", "insns", "smid", "torn_loops", "loops", "stop", "trace_budget", "traces_dropped", "reaction_ns",
     "staged_head", "staged_tail", "staged_dropped", "staged_dropped_seen",
-    "staged", "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers",
+    "staged", "snapshots_staged", "num_sms", "last_sm_ns", "last_lc_ns", "lc_active", "lc_running", "lc_demand", "be_workers",
     "be_block_ns", "drain_first", "drain_count",
     "drains", "drain_wait_sum_ns", "drain_wait_max_ns",
 ]
@@ -117,6 +117,10 @@ COUNTER = namedtuple("CounterWords", [f.name for f in RECORDS["counters"].fields
     *(f.offset // 8 for f in RECORDS["counters"].fields))
 COUNTERS_BYTES = RECORDS["counters"].size * MAX_TENANTS
 NRUNNERS = 2          # 0 runs the periodic hooks, 1 serves admission requests
+#: the housekeeping warp's lanes, and the words each loads before its first store in a bulk copy
+#: (``lane_copy``): 16 covers the snapshot's 264 words in one batch
+HOUSEKEEPING_LANES = 32
+COPY_BATCH = 16
 RUNNER_TICK, RUNNER_ADMIT = 0, 1
 CTX_BYTES = 64
 RUNNER_BYTES = CTX_BYTES

@@ -46,6 +46,7 @@ def device_code():
     ("mapped_echo", ("%globaltimer", "ld.acquire.sys.b64", "st.release.sys.b64")),
     ("interference", ("%globaltimer", "%smid", "bar.red.and", "fma.rn.f32", "ld.global.f32")),
     ("placement", ("%globaltimer", "%smid")),
+    ("host_read_chain", ("%globaltimer", "ld.global.u64")),
 ])
 def test_each_calibration_kernel_compiles_with_its_time_bound(device_code, name, needles):
     gpu_clock, _, compile_ = device_code
@@ -260,3 +261,33 @@ def test_the_issue_law_error_is_the_largest_relative_gap_to_the_model(slowdowns,
 
 def test_no_issue_law_error_without_the_fullest_sm():
     assert C.issue_law_error({"compute_slowdown_1": (2.0, "x")}) == {}
+
+
+def test_the_read_chain_visits_every_line_once_and_returns_to_the_start():
+    chain = C.read_chain(8, 16)
+    at, seen = 0, []
+    for _ in range(8):
+        seen.append(at)
+        at = int(chain[at])
+    assert at == 0 and sorted(seen) == [16 * i for i in range(8)]   # each a fresh 128-byte line
+
+
+def test_host_read_is_the_chains_time_per_load(tmp_path):
+    from gbpfd.check import gpu_clock
+
+    class FakeCuda:
+        @staticmethod
+        def mapped_array(n, dtype):
+            return np.zeros(n, dtype)
+
+    class Launch:
+        def __getitem__(self, config):
+            def run(chain, reads, out):
+                out[0], out[1] = 2_048_000, 0   # 1000 ns a load, back at the start
+            return run
+
+    dev = _Dev(tmp_path)
+    dev.cuda, dev.G, dev.stream = FakeCuda, gpu_clock, None
+    dev.kernel = lambda name: Launch()
+    dev.finish = lambda what: None
+    assert C.measure_host_read(dev) == {"host_read_ns": (1000.0, "ns")}

@@ -115,3 +115,25 @@ def test_counter_add_in_the_control_ctas_interpreter_is_one_atomic_add(kernels):
     ptx = _ptx(run, (i64[:, :], u64[:], u64[:, :], u8[:], i64[:], i64[:]))
     adds = [line for line in ptx.splitlines() if "atom" in line and ".add" in line]
     assert adds and all(".u64" in line for line in adds), adds
+
+
+def test_a_lanes_copy_issues_a_batch_of_loads_before_its_first_store(kernels):
+    """lane_copy over PCIe: a batch's loads are independent and all issued
+    before the batch's stores, so a batch costs one round trip, not one per word."""
+    import re
+
+    from numba import types
+
+    from gbpfd.device.prims_cuda import lane_copy
+    from gbpfd.device.state import COPY_BATCH
+    i64 = types.int64
+
+    def copy(dst, src, n):
+        lane_copy(dst, 0, src, 0, n, cuda.threadIdx.x, 32)
+
+    ptx = _ptx(copy, (i64[:], i64[:], i64))
+    # the arrays' words, through generic or global addresses (not the parameter loads)
+    body = [line.strip() for line in ptx.splitlines() if re.match(r"\s*(ld|st)(\.global)?\.u64\s", line)]
+    first_store = next(i for i, line in enumerate(body) if line.startswith("st"))
+    assert first_store >= COPY_BATCH, body[:first_store + 1]
+    assert "ld.local" not in ptx and "st.local" not in ptx   # the batch stays in registers
