@@ -93,7 +93,6 @@ class Gen:
 
     def value_access(self, ptr: str, vsize: int):
         suffix = self.rnd.choice(list(SIZES))
-        size = SIZES[suffix]
         if self.rnd.random() < 0.5:
             idx = self.reg(1, 5)
             self.emit(f"ldxw {idx}, [%r9+16]", f"and {idx}, {self.rnd.choice([1, 3, 7, 15])}",

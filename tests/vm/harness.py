@@ -9,7 +9,7 @@ from gbpfd.isa.abi import LIMITS, RECORDS
 from gbpfd.vm import fast, reference
 from gbpfd.vm.memory import RID_INPUT, Memory, address, build_memory
 
-from case_files import load_cases
+from case_files import load_cases  # noqa: F401 (re-exported: test_cases takes it from here)
 
 CASES_DIR = Path(__file__).parent / "cases"
 NOW_NS = 0x0123456789ABCDEF  # what ktime_get_ns returns in the cases
