@@ -26,7 +26,11 @@ Scenarios:
   whole SMs for the LC tenant (BE workers leave them at a block boundary),
   and the LC kernels on the stream of the greatest priority.  Its drain
   figures: drains completed, their mean and longest wait (mark to the last
-  BE worker gone), and the BE workers that left a drained SM.
+  BE worker gone), and the BE workers that left a drained SM;
+* ``plane_mask``: the static alternative, no draining but the BE tenant's
+  quota SM mask leaving out the last ``lc_ctas`` SMs for good (its workers
+  never run there, whether the LC tenant is busy or not), the LC kernels
+  again at the greatest priority.
 
 On the simulated device (docs/simulator.md) the same scenarios run in
 virtual time, with two BE bodies: the compute-bound one above and a
@@ -67,9 +71,12 @@ TARGETS = (
            "the isolation requirement (Tally: about 80% throughput)"),
 )
 LC_TENANT, BE_TENANT = "infer", "train"   # the demo quotas' latency-critical and best-effort tenants
-SHARED = ("noplane", "priority", "plane", "plane_drain")
+SHARED = ("noplane", "priority", "plane", "plane_drain", "plane_mask")
+#: the plane scenarios: whether the baseline's sm_tick drains, whether BE has a static SM mask
+PLANE_SCENARIOS = {"plane": (False, False), "plane_drain": (True, False), "plane_mask": (False, True)}
 BAR_LABELS = {"noplane": "no plane", "priority": "stream priorities", "plane": "plane, admitting only",
-              "plane_drain": "plane, draining SMs", "plane_alone": "plane, LC alone"}
+              "plane_drain": "plane, draining SMs", "plane_mask": "plane, static BE SM mask",
+              "plane_alone": "plane, LC alone"}
 #: the BE bodies, by the suffix of their figures: compute-bound (the GPU's) and memory-bound (simulated only)
 BODY_LABELS = {"": "", "_mem": ", memory-bound BE"}
 SIM_HIGH_PRIORITY = -1     # CUDA's convention: lower is dispatched first
@@ -120,6 +127,11 @@ def _report_drains(run, scenario: str, stats: dict, drained_exits: int) -> None:
                "us", drains)
     run.figure(f"drain_wait_max_{scenario}_us", stats["drain_wait_max_ns"] / 1000 if drains else None, "us", drains)
     run.figure(f"be_workers_left_drained_{scenario}", drained_exits, "workers", 1)
+
+
+def _masked(quotas, p: dict, sms: int):
+    """The quotas with the BE tenant kept off the last ``lc_ctas`` SMs."""
+    return quotas.with_fields(BE_TENANT, sms=[f"0-{sms - 1 - p['lc_ctas']}"])
 
 
 def _label(scenario: str, bodies) -> str:
@@ -232,19 +244,21 @@ def _measure_sim(run) -> None:
             d = bare()
             (lat[s + b], beside[s + b]), rate[s + b], blocks[s + b] = _sim_beside(
                 d, _SimBE(d, 1, p, "none", body), lambda d=d, priority=priority: _sim_lc(d, 0, p, "none", priority))
-        for s, drain in (("plane", False), ("plane_drain", True)):
+        for s, (drain, masked) in PLANE_SCENARIOS.items():
             run.step(f"LC beside BE under the plane, {BAR_LABELS[s]}{BODY_LABELS[b]}")
             with Plane("sim") as plane:
                 d, q = plane.device, plane.quotas
                 run.check("device", plane._backend.describe())
                 if not drain:
                     plane.load(program(NO_DRAIN_SM_ASM))
+                if masked:
+                    plane.set_quotas(_masked(q, p, d.gpu.num_sms))
                 d.run_until(d.now + SIM_WARM_NS)  # ticks have run, as compiling the kernels lets them on a GPU
                 if "plane_alone" not in lat:
                     run.step("LC alone under the plane")
                     lat["plane_alone"], beside["plane_alone"] = _sim_lc(d, q.index(LC_TENANT), p, "gate")
                 be = _SimBE(d, q.index(BE_TENANT), p, "persistent", body)
-                priority = SIM_HIGH_PRIORITY if drain else 0
+                priority = SIM_HIGH_PRIORITY if drain or masked else 0
                 (lat[s + b], beside[s + b]), rate[s + b], blocks[s + b] = _sim_beside(
                     d, be, lambda d=d, q=q, priority=priority: _sim_lc(d, q.index(LC_TENANT), p, "gate", priority))
                 counters = plane.counters()
@@ -395,12 +409,15 @@ def _measure_cuda(run) -> None:
         run.step(f"LC alone under the plane, {n} kernels")
         lat["plane_alone"] = _lc_latencies(cuda, lc_stream, admitted_lc, gaps)
         counters = {}
-        for s, stream in (("plane", lc_stream), ("plane_drain", high_stream)):
-            # admitting only: an sm_tick that drains nothing; then the baseline's, which drains SMs for LC
-            if s == "plane":
-                plane.load(program(NO_DRAIN_SM_ASM))
-            else:
+        quotas = plane.quotas
+        for s, (drain, masked) in PLANE_SCENARIOS.items():
+            # admitting only: an sm_tick that drains nothing; the baseline's, which drains SMs for LC; a static mask
+            stream = high_stream if drain or masked else lc_stream
+            if drain:
                 plane.unload("sm_tick")
+            else:
+                plane.load(program(NO_DRAIN_SM_ASM))
+            plane.set_quotas(_masked(quotas, p, plane.device_sms) if masked else quotas)
             run.step(f"LC beside BE under the plane, {BAR_LABELS[s]}, {n} kernels")
             before = plane.plane_stats()
             drained_before = plane.counters()[BE_TENANT]["drained"]

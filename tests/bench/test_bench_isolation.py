@@ -33,10 +33,13 @@ def test_the_scenarios_run_what_they_name():
         assert f[f"drains_plane_drain{b}"]["value"] > 0 and f[f"drains_plane{b}"]["value"] == 0, b
         assert f[f"be_workers_left_drained_plane_drain{b}"]["value"] >= f[f"drains_plane_drain{b}"]["value"], b
         assert 0 < f[f"drain_wait_mean_plane_drain{b}_us"]["value"] <= f[f"drain_wait_max_plane_drain{b}_us"]["value"]
-        for s in ("noplane", "priority", "plane", "plane_drain"):
+        # a static mask: no LC CTA beside a BE one, no drain, the BE workers that landed outside it left
+        assert beside[f"plane_mask{b}"] == 0 and f[f"drains_plane_mask{b}"]["value"] == 0, b
+        assert f[f"be_workers_left_drained_plane_mask{b}"]["value"] > 0, b
+        for s in ("noplane", "priority", "plane", "plane_drain", "plane_mask"):
             assert f[f"be_throughput_ratio_{s}{b}"]["samples"] > 0, (s, b)
             assert f[f"lc_p50_{s}{b}_us"]["value"] <= f[f"lc_p99_{s}{b}_us"]["value"], (s, b)
-        for s in ("plane", "plane_drain"):
+        for s in ("plane", "plane_drain", "plane_mask"):
             lc_runs = 2 if (s, b) == ("plane", "") else 1  # the first plane also ran the LC-alone scenario
             assert checks[f"{s}{b}_infer"]["admitted"] == lc_runs * p["sim_lc_kernels"] * p["lc_ctas"], (s, b)
             assert checks[f"{s}{b}_train"]["admitted"] > 0, (s, b)
@@ -47,4 +50,4 @@ def test_the_scenarios_run_what_they_name():
     assert f["be_alone_mem_blocks_per_s"]["value"] <= 1.01 * gpu.hbm_bytes_per_s / block_bytes
     assert set(entry["cdfs"]) == {"lc_alone", "lc_plane_alone", *(f"lc_{s}{b}" for b in BODIES
                                                                  for s in ("noplane", "priority", "plane",
-                                                                           "plane_drain"))}
+                                                                           "plane_drain", "plane_mask"))}
