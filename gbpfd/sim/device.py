@@ -36,10 +36,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gbpfd.bridge.layout import HEADER, REGION, RING
+from gbpfd.bridge.layout import REGION, RING
 from gbpfd.device import state as S
 from gbpfd.device.build import for_cpu
-from gbpfd.device.snapshot import SNAPSHOT_SPAN
 from gbpfd.device.topup import top_up_workers
 from gbpfd.plane.arrays import TOPUP_POLL_NS, PlaneArrays
 from gbpfd.sim.model import SimGPU
@@ -47,8 +46,6 @@ from gbpfd.sim.sharing import Sharing
 from gbpfd.sim.sm import SM, CtaShape, place
 
 COMMAND_HEAD = REGION.command_ring + RING.head
-#: a snapshot copy's PCIe round trips on a GPU: the two reads of ``seq`` and one per batch of each lane's loads
-SNAPSHOT_TRIPS = 2 + math.ceil(SNAPSHOT_SPAN / (S.HOUSEKEEPING_LANES * S.COPY_BATCH))
 
 
 COPY_BACKOFF_MAX_NS = 16_000
@@ -145,7 +142,6 @@ class SimDevice:
         self._replans = itertools.count()  # orders events planned again for the same (ns, seq)
         self._rng = np.random.default_rng(seed)
         self._control_at: int | None = None
-        self._housekeeping_free = 0   # the housekeeping warp is busy until then
         self._command_heads: list = []  # (visible from, head after the push), oldest first
         self._seen_head = 0
         self._posted: list = []       # (visible_ns, slot, continuation)
@@ -243,11 +239,16 @@ class SimDevice:
         if self._control_at != planned or not self.running or self.stalled:
             return
         self._control_at = None
-        if self.now >= self._housekeeping_free and self._housekeeping():
+        insns0 = int(self.a.ctl[S.PLANE.insns])
+        written = int(self.a.host[COMMAND_HEAD])
+        self._seen_head = self._visible_command_head() if self._command_heads else written
+        self.a.host[COMMAND_HEAD] = self._seen_head
+        stop = self.dev.control_warp(0, 1, self.timer(), *self.args)
+        self.a.host[COMMAND_HEAD] = written
+        if stop:
             self.running = False
             return
-        # the serving warp: one poll round, then the posted requests it sees, in slot order
-        cost = self.gpu.loop_ns
+        cost = self.gpu.loop_ns + (int(self.a.ctl[S.PLANE.insns]) - insns0) * self.gpu.insn_ns
         visible = [p for p in self._posted if p[0] <= self.now]
         self._posted = [p for p in self._posted if p[0] > self.now]
         for _, slot, cont in sorted(visible):
@@ -258,55 +259,25 @@ class SimDevice:
                 cont(decided_at + self.gpu.visibility_ns)
         self._schedule_next(self.now + cost)
 
-    def _housekeeping(self) -> bool:
-        """One iteration of the housekeeping warp, which is busy until
-        ``_housekeeping_free`` after it: its loop, its policy runs and its
-        PCIe round trips (snapshot copies, the mirror's fence).  The serving
-        warp does not wait for it, as on a GPU.  True when told to stop."""
-        insns0 = int(self.a.ctl[S.PLANE.insns])
-        pcie0 = self._pcie_trips()
-        written = int(self.a.host[COMMAND_HEAD])
-        self._seen_head = self._visible_command_head() if self._command_heads else written
-        self.a.host[COMMAND_HEAD] = self._seen_head
-        stop = self.dev.control_warp(0, 1, self.timer(), *self.args)
-        self.a.host[COMMAND_HEAD] = written
-        self._housekeeping_free = self.now + self.gpu.loop_ns + (
-            int(self.a.ctl[S.PLANE.insns]) - insns0) * self.gpu.insn_ns + (
-            self._pcie_trips() - pcie0) * self.gpu.host_read_ns
-        return bool(stop)
-
-    def _pcie_trips(self) -> int:
-        """The housekeeping warp's PCIe round trips so far, as a GPU's
-        HOUSEKEEPING_LANES lanes make them: per snapshot copy tried (a torn
-        retry or a consistent copy), SNAPSHOT_TRIPS; per mirror (a tick),
-        its system fence."""
-        host = self.a.host
-        tries = int(host[REGION.header + HEADER.torn_retries]) + int(self.a.ctl[S.PLANE.snapshots_staged])
-        return tries * SNAPSHOT_TRIPS + int(host[REGION.header + HEADER.ticks])
-
     def _schedule_next(self, free_at: int) -> None:
         ctl = self.a.ctl
         candidates = [p[0] for p in self._posted]
-        housekeeping = []   # the housekeeping warp's work: not before it is free
         if self._seen_head != self.a.host[REGION.command_ring + RING.tail]:
-            housekeeping.append(free_at)  # a command was left for the next iteration
+            candidates.append(free_at)  # a command was left for the next iteration
         if self._command_heads and self._command_heads[-1][1] != self._seen_head:
-            housekeeping.append(self._command_heads[-1][0])  # one still on its way over PCIe
+            candidates.append(self._command_heads[-1][0])  # one still on its way over PCIe
         for last, period in ((S.PLANE.last_tick_ns, S.PLANE.tick_period_ns), (S.PLANE.last_dma_ns, S.PLANE.dma_period_ns),
                              (S.PLANE.last_warp_ns, S.PLANE.warp_period_ns),
                              (S.PLANE.last_therm_ns, S.PLANE.therm_period_ns)):
             if ctl[period] > 0:
-                housekeeping.append(int(ctl[last] + ctl[period]))
-        candidates += [max(c, self._housekeeping_free) for c in housekeeping]
+                candidates.append(int(ctl[last] + ctl[period]))
         nxt = max(min(candidates), free_at) if candidates else None
         if nxt is not None:
             loop = self.gpu.loop_ns
-            # the housekeeping warp's idle iterations meanwhile, once it is free
-            base = max(free_at, self._housekeeping_free)
-            skipped = max(0, (nxt - base) // loop)
+            skipped = max(0, (nxt - free_at) // loop)
             self.a.ctl[S.PLANE.period_loops] += skipped
             self.a.ctl[S.PLANE.loops] += skipped
-            self.wake_control(base + skipped * loop if skipped else nxt)
+            self.wake_control(free_at + skipped * loop if skipped else nxt)
 
     # ------------------------------------------------------- worker side
     def post(self, tenant: int, on_decision, sm: int = 1) -> bool:

@@ -28,7 +28,6 @@ FULLEST = 3   # the calibrate stage's most co-resident CTAs beside one (its CO_R
 MEASURED = {
     "visibility_ns": (("cross_sm_round_trip_ns_p50",), lambda rtt: round(rtt / 2)),
     "host_ns": (("mapped_host_to_device_ns_p50",), round),
-    "host_read_ns": (("host_read_ns",), round),
     "launch_ns": (("launch_to_start_us_p50",), lambda us: round(us * 1000)),
     "launch_jitter_ns": (("launch_to_start_us_p50", "launch_to_start_us_p99"),
                          lambda p50, p99: round(max(0.0, p99 - p50) * 1000 / math.log(50))),
@@ -69,7 +68,6 @@ class SimGPU:
     gate_step_ns: int              # one worker gate step (an atomic in L2)
     visibility_ns: int             # a store on one SM seen by a poller on another
     host_ns: int                   # a host write to mapped memory seen by the device (PCIe)
-    host_read_ns: int              # a device load of mapped host memory, or a system fence (a PCIe round trip)
     launch_ns: int                 # host launch to the first CTA of a kernel starting (the median)
     launch_jitter_ns: int          # mean of the exponential tail of that time (0: always launch_ns)
     retry_ns: int                  # a deferred gate-mode CTA's back-off before it asks again
