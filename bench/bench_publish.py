@@ -160,7 +160,9 @@ def _measure_sim(run) -> None:
     run.check("requests_without_slot", r.no_slot)
     run.check("requester_cycle_ns", round((times[-1] - times[0]) / (len(times) - 1), 1) if len(times) > 1 else None)
     run.note("virtual time: the host's own publish work takes none, so publish_to_decision is the modelled PCIe "
-             "trip of the command, the control loop's pick-up and the requester's next answer")
+             "trip of the command, the control loop's pick-up and the requester's next answer; not modelled: "
+             "the snapshot copy's PCIe reads (three round trips on a GPU, docs/simulator.md), so it is not a "
+             "prediction of the GPU's figure")
 
 
 # ------------------------------------------------------------------------ GPU
