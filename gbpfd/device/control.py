@@ -377,9 +377,9 @@ def aggregate_tenants(now, ctl, host, flat8):
 
 def mirror(lane, lanes, ctl, host, flat):
     """The housekeeping warp's lanes copy counters and histograms where the
-    host reads them (lane i words i, i + lanes, ...: posted stores, about
-    MIRROR_WORDS / lanes per lane), lane 0 the plane totals; every store is
-    visible to the host before the lanes go on."""
+    host reads them (``lane_copy``: posted stores, a 1/lanes share each),
+    lane 0 the plane totals; every store is visible to the host before the
+    lanes go on."""
     lane_copy(host, REGION.counters, flat, COUNTERS_WORD, MAX_TENANTS * COUNTER_RECORD_WORDS, lane, lanes)
     lane_copy(host, REGION.histogram, ctl, HIST_BASE, MAX_TENANTS * HIST_BUCKETS, lane, lanes)
     if lane == 0:

@@ -256,6 +256,6 @@ def warp_throttled(ctl, flat, t, waited_ns, waiting_delta):
 
 
 DEVICE_FUNCTIONS = (tenant_word, slot_word, counter_word, sm_word, sm_tenant_word, quota_u32, best_effort,
-                    every_sm, mask_bit, sm_allowed, note_running, count_block, worker_arrives, worker_leaves, drain_done,
-                    worker_must_leave, note_block_ns, try_token, take_token, post_request, poll_request,
+                    every_sm, mask_bit, sm_allowed, note_running, count_block, worker_arrives, worker_leaves,
+                    drain_done, worker_must_leave, note_block_ns, try_token, take_token, post_request, poll_request,
                     abandon_request, bypass, cta_exit, dma_take, dma_announce, warp_enter, warp_leave, warp_throttled)

@@ -156,6 +156,14 @@ class _Dev:
         self.ctx = StageContext("cuda", tmp_path)
 
 
+def _launching_dev(tmp_path, sms: int) -> _Dev:
+    """A stand-in device of ``sms`` SMs whose fake launches log (kind, blocks, work) in ``launched``."""
+    from gbpfd.check import gpu_clock
+    dev = _Dev(tmp_path)
+    dev.sms, dev.G, dev.launched = sms, gpu_clock, []
+    return dev
+
+
 def test_a_failing_measurement_is_noted_and_the_others_still_run(tmp_path):
     dev = _Dev(tmp_path)
 
@@ -186,9 +194,8 @@ def test_the_stage_skips_on_the_simulated_device(tmp_path):
 
 def test_the_slowdown_scales_the_work_then_compares_each_co_resident_count(tmp_path, monkeypatch):
     from gbpfd.check import gpu_clock
-    dev = _Dev(tmp_path)
-    dev.sms, dev.G = 4, gpu_clock
-    launched = []
+    dev = _launching_dev(tmp_path, 4)
+    launched = dev.launched
 
     def fake_launch(_dev, kind, blocks, work):
         """Every SM gets blocks / sms CTAs, which share its issue slots evenly (10 ns per iteration alone)."""
@@ -234,9 +241,8 @@ def test_read_bandwidth_is_every_ctas_bytes_over_the_launchs_span():
 
 def test_hbm_streams_the_fullest_launch_and_counts_float32_reads(tmp_path, monkeypatch):
     from gbpfd.check import gpu_clock
-    dev = _Dev(tmp_path)
-    dev.sms, dev.G = 2, gpu_clock
-    launched = []
+    dev = _launching_dev(tmp_path, 2)
+    launched = dev.launched
 
     def fake_records(_dev, kind, blocks, work):
         launched.append((kind, blocks, work))
